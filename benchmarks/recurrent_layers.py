@@ -1,0 +1,69 @@
+"""PreRNN layers vs torch's fused nn.RNN / nn.LSTM / nn.GRU of the same shapes.
+
+Forward + backward of one layer over a (B, T, D) sequence, hidden size H, on the
+CPU (or CUDA if --device cuda). Prints the median time of each and the ratio
+PreRNN / fused (lower is better; <= 1.0 means at least as fast as torch's kernel).
+
+    python benchmarks/recurrent_layers.py                      # B=8 T=16 D=H=1024, and the mini size
+    python benchmarks/recurrent_layers.py --sizes 8,16,1024,1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from prernn.cells import CELLS, PreRNNLinear
+
+COMBOS = [("vrnn", "gate"), ("lstm", "gate"), ("lstm", "sih"), ("gru", "gate"), ("gru", "sih")]
+
+
+def median_ms(fn, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times)
+
+
+def fwd_bwd(module: nn.Module, x: torch.Tensor):
+    def step():
+        module.zero_grad(set_to_none=True)
+        y = module(x)
+        y = y[0] if isinstance(y, tuple) else y
+        y.sum().backward()
+        if x.is_cuda:
+            torch.cuda.synchronize()
+    return step
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", nargs="*", default=["8,16,1024,1024", "8,8,128,128"], help="B,T,D,H")
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--device", default="cpu")
+    a = p.parse_args()
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {a.device}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    print(f"{'B,T,D,H':>16} {'layer':>10} {'prernn ms':>10} {'fused ms':>9} {'ratio':>6}")
+    for size in a.sizes:
+        B, T, D, H = map(int, size.split(","))
+        x = torch.randn(B, T, D, device=a.device, requires_grad=True)
+        for cell, variant in COMBOS:
+            ours = PreRNNLinear(nn.Linear(D, H), cell, variant, recurrent_init="orthogonal").to(a.device)
+            fused = CELLS[cell].torch_rnn(D, H, batch_first=True).to(a.device)
+            t_ours = median_ms(fwd_bwd(ours, x), a.repeats)
+            t_fused = median_ms(fwd_bwd(fused, x), a.repeats)
+            print(f"{size:>16} {cell + '-' + variant:>10} {t_ours:10.1f} {t_fused:9.1f} {t_ours / t_fused:6.2f}")
+
+
+if __name__ == "__main__":
+    main()

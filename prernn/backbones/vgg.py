@@ -1,0 +1,63 @@
+"""VGG16 (torchvision) and mini_vgg (same module names, CPU-sized)."""
+
+from __future__ import annotations
+
+import torchvision
+from torch import nn
+
+from .base import Backbone
+from .registry import register
+from .weights import load_into, resolve
+
+# torchvision's file name for VGG16_Weights.IMAGENET1K_V1
+VGG16_FILES = ("vgg16-397923af.pth",)
+
+
+def _cut(name: str, net: nn.Module, num_outputs: int, frame_shape) -> Backbone:
+    """torchvision's layout: classifier = [fc6, ReLU, Dropout, fc7, ReLU, Dropout, fc8]."""
+    c = net.classifier
+    return Backbone(
+        name,
+        stem=nn.Sequential(net.features, net.avgpool, nn.Flatten(1)),
+        layers={"fc6": c[0], "fc7": c[3]},
+        after={"fc6": c[2], "fc7": c[5]},
+        head=nn.Linear(c[3].out_features, num_outputs),
+        frame_shape=frame_shape,
+    )
+
+
+@register("vgg16")
+def vgg16(pretrained=False, num_outputs: int = 136) -> Backbone:
+    """VGG16: fc6 = classifier.0 (25088 -> 4096), fc7 = classifier.3 (4096 -> 4096)."""
+    net = torchvision.models.vgg16()
+    path = resolve("vgg16", pretrained, VGG16_FILES)
+    if path:
+        load_into(net, path, head_prefix="classifier.6.")
+    return _cut("vgg16", net, num_outputs, (3, 224, 224))
+
+
+class MiniVGG(nn.Module):
+    """Three conv blocks on 3 x 64 x 64 frames; fc6 256 -> 128, fc7 128 -> 128."""
+
+    def __init__(self, num_classes: int = 10, width: int = 16, fc: int = 128):
+        super().__init__()
+        layers, c_in = [], 3
+        for c_out in (width, 2 * width, 4 * width):
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((2, 2))
+        self.classifier = nn.Sequential(
+            nn.Linear(c_in * 4, fc), nn.ReLU(inplace=True), nn.Dropout(),
+            nn.Linear(fc, fc), nn.ReLU(inplace=True), nn.Dropout(),
+            nn.Linear(fc, num_classes),
+        )
+
+
+@register("mini_vgg")
+def mini_vgg(pretrained=False, num_outputs: int = 136) -> Backbone:
+    net = MiniVGG()
+    path = resolve("mini_vgg", pretrained, ())
+    if path:
+        load_into(net, path, head_prefix="classifier.6.")
+    return _cut("mini_vgg", net, num_outputs, (3, 64, 64))
