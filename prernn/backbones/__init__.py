@@ -8,16 +8,17 @@ the sweep system's cached pre-training and are passed as a file path).
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
 
 from . import c3d, resnet, vgg  # noqa: F401  (registers the backbones)
 from .base import Backbone
-from .registry import BACKBONES
-from .weights import WeightsNotFoundError
+from .registry import BACKBONES, DEFAULT_FILES
+from .weights import WeightsNotFoundError, save_backbone
 
-__all__ = ["BACKBONES", "Backbone", "WeightsNotFoundError", "create", "names"]
+__all__ = ["BACKBONES", "DEFAULT_FILES", "Backbone", "WeightsNotFoundError", "create", "names", "save_backbone"]
 
 
 def names() -> list[str]:
@@ -37,5 +38,5 @@ def create(name: str, pretrained: bool | str | os.PathLike = False, num_outputs:
         kwargs["num_outputs"] = num_outputs
     if device is not None and torch.device(device).type == "meta" and pretrained:
         raise ValueError("a backbone on the meta device has no values; use pretrained=False")
-    with torch.device(device or "cpu"):
+    with torch.device(device) if device is not None else contextlib.nullcontext():  # else: the caller's default
         return make(pretrained=pretrained, **kwargs)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .base import Backbone
-from .registry import register
-from .weights import load_into, resolve
+from .registry import DEFAULT_FILES, register
+from .weights import build
 
-C3D_FILES = ("c3d.pickle", "c3d.pth", "c3d.pt")
+C3D_FILES = DEFAULT_FILES["c3d"] = ("c3d.pickle", "c3d.pth", "c3d.pt")
 
 
 class C3D(nn.Module):
@@ -66,18 +66,13 @@ def _cut(name: str, net: C3D, num_outputs: int, frame_shape) -> Backbone:
 @register("c3d")
 def c3d(pretrained=False, num_outputs: int = 25) -> Backbone:
     """C3D: fc6 8192 -> 4096, fc7 4096 -> 4096 on 3 x 16 x 112 x 112 clips."""
-    net = C3D()
-    path = resolve("c3d", pretrained, C3D_FILES)
-    if path:
-        load_into(net, path, head_prefix="fc8.")
-    return _cut("c3d", net, num_outputs, (3, 16, 112, 112))
+    cut = lambda net: _cut("c3d", net, num_outputs, (3, 16, 112, 112))  # noqa: E731
+    return build("c3d", C3D(), pretrained, C3D_FILES, "fc8.", cut)
 
 
 @register("mini_c3d")
 def mini_c3d(pretrained=False, num_outputs: int = 25) -> Backbone:
     """C3D's topology on 3 x 16 x 32 x 32 clips: widths 8..64, fc6 256 -> 128, fc7 128 -> 128."""
     net = C3D(widths=(8, 16, 32, 64, 64), fc=128, fc6_in=64 * 1 * 2 * 2)
-    path = resolve("mini_c3d", pretrained, ())
-    if path:
-        load_into(net, path, head_prefix="fc8.")
-    return _cut("mini_c3d", net, num_outputs, (3, 16, 32, 32))
+    cut = lambda net: _cut("mini_c3d", net, num_outputs, (3, 16, 32, 32))  # noqa: E731
+    return build("mini_c3d", net, pretrained, (), "fc8.", cut)

@@ -9,3 +9,5 @@ from .base import Backbone
 
 BACKBONES: Registry[Callable[..., Backbone]] = Registry("backbone")
 register = BACKBONES.register
+# name -> file names of its published weights, looked up locally for pretrained=True
+DEFAULT_FILES: dict[str, tuple[str, ...]] = {}

@@ -18,11 +18,11 @@ from torch import Tensor, nn
 from torchvision.models.resnet import Bottleneck
 
 from .base import Backbone
-from .registry import register
-from .weights import load_into, resolve
+from .registry import DEFAULT_FILES, register
+from .weights import build
 
 # torchvision's file names for ResNet50_Weights.IMAGENET1K_V1 and _V2
-RESNET50_FILES = ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth")
+RESNET50_FILES = DEFAULT_FILES["resnet50"] = ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth")
 
 
 class BottleneckPreact(nn.Module):
@@ -60,12 +60,8 @@ def resnet50(pretrained=False, num_outputs: int = 101, in_channels: int = 3) -> 
     """ResNet50; ``in_channels`` != 3 builds a temporal (optical-flow) stream whose
     first conv is replaced (its pre-trained weights averaged over RGB and repeated:
     the usual cross-modality initialisation, ours to choose)."""
-    net = torchvision.models.resnet50()
-    path = resolve("resnet50", pretrained, RESNET50_FILES)
-    if path:
-        load_into(net, path, head_prefix="fc.")
-    _set_in_channels(net, in_channels)
-    return _cut("resnet50", net, num_outputs, (in_channels, 224, 224))
+    cut = lambda net: _cut("resnet50", _set_in_channels(net, in_channels), num_outputs, (in_channels, 224, 224))  # noqa: E731
+    return build("resnet50", torchvision.models.resnet50(), pretrained, RESNET50_FILES, "fc.", cut)
 
 
 class MiniResNet(nn.Module):
@@ -88,19 +84,16 @@ class MiniResNet(nn.Module):
 
 @register("mini_resnet")
 def mini_resnet(pretrained=False, num_outputs: int = 101, in_channels: int = 3) -> Backbone:
-    net = MiniResNet()
-    path = resolve("mini_resnet", pretrained, ())
-    if path:
-        load_into(net, path, head_prefix="fc.")
-    _set_in_channels(net, in_channels)
-    return _cut("mini_resnet", net, num_outputs, (in_channels, 64, 64))
+    cut = lambda net: _cut("mini_resnet", _set_in_channels(net, in_channels), num_outputs, (in_channels, 64, 64))  # noqa: E731
+    return build("mini_resnet", MiniResNet(), pretrained, (), "fc.", cut)
 
 
-def _set_in_channels(net: nn.Module, in_channels: int) -> None:
+def _set_in_channels(net: nn.Module, in_channels: int) -> nn.Module:
     old = net.conv1
     if in_channels == old.in_channels:
-        return
+        return net
     new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, bias=False)
     with torch.no_grad():
         new.weight.copy_(old.weight.mean(dim=1, keepdim=True).expand_as(new.weight))
     net.conv1 = new
+    return net

@@ -6,11 +6,11 @@ import torchvision
 from torch import nn
 
 from .base import Backbone
-from .registry import register
-from .weights import load_into, resolve
+from .registry import DEFAULT_FILES, register
+from .weights import build
 
 # torchvision's file name for VGG16_Weights.IMAGENET1K_V1
-VGG16_FILES = ("vgg16-397923af.pth",)
+VGG16_FILES = DEFAULT_FILES["vgg16"] = ("vgg16-397923af.pth",)
 
 
 def _cut(name: str, net: nn.Module, num_outputs: int, frame_shape) -> Backbone:
@@ -29,15 +29,12 @@ def _cut(name: str, net: nn.Module, num_outputs: int, frame_shape) -> Backbone:
 @register("vgg16")
 def vgg16(pretrained=False, num_outputs: int = 136) -> Backbone:
     """VGG16: fc6 = classifier.0 (25088 -> 4096), fc7 = classifier.3 (4096 -> 4096)."""
-    net = torchvision.models.vgg16()
-    path = resolve("vgg16", pretrained, VGG16_FILES)
-    if path:
-        load_into(net, path, head_prefix="classifier.6.")
-    return _cut("vgg16", net, num_outputs, (3, 224, 224))
+    cut = lambda net: _cut("vgg16", net, num_outputs, (3, 224, 224))  # noqa: E731
+    return build("vgg16", torchvision.models.vgg16(), pretrained, VGG16_FILES, "classifier.6.", cut)
 
 
 class MiniVGG(nn.Module):
-    """Three conv blocks on 3 x 64 x 64 frames; fc6 256 -> 128, fc7 128 -> 128."""
+    """Three conv blocks (any frame size; 3 x 48 x 48 nominal), 2 x 2 pooling; fc6 256 -> 128, fc7 128 -> 128."""
 
     def __init__(self, num_classes: int = 10, width: int = 16, fc: int = 128):
         super().__init__()
@@ -56,8 +53,5 @@ class MiniVGG(nn.Module):
 
 @register("mini_vgg")
 def mini_vgg(pretrained=False, num_outputs: int = 136) -> Backbone:
-    net = MiniVGG()
-    path = resolve("mini_vgg", pretrained, ())
-    if path:
-        load_into(net, path, head_prefix="classifier.6.")
-    return _cut("mini_vgg", net, num_outputs, (3, 64, 64))
+    cut = lambda net: _cut("mini_vgg", net, num_outputs, (3, 48, 48))  # noqa: E731
+    return build("mini_vgg", MiniVGG(), pretrained, (), "classifier.6.", cut)

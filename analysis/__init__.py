@@ -1,0 +1,1 @@
+"""Analysis: the results store -> the paper's tables, figures and reports."""

@@ -1,0 +1,1 @@
+"""The sweep system: specs, expansion, the results store, backends and the CLI."""

@@ -1,0 +1,35 @@
+"""The one interface every backend implements.
+
+A backend receives plain data - ``Job``s (trial id, resolved config, store
+directory, provenance) - and runs each through ``launch.runner.execute`` in some
+process, reporting progress through the callbacks. It need not return results:
+``execute`` records every outcome in the store, which is the source of truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+
+@dataclass(frozen=True)
+class Job:
+    trial_id: str
+    config: dict
+    store_root: str
+    meta: dict  # sweep, profile, label, git_commit
+
+
+class Events(Protocol):
+    def started(self, trial_id: str) -> None: ...
+    def finished(self, trial_id: str, status: str) -> None: ...
+
+
+class Backend(Protocol):
+    name: str
+
+    def run(self, jobs: list[Job], events: Events) -> None:
+        """Run every job (blocking, or submitting and returning for queue-based backends)."""
+
+
+Callback = Callable[[str], None]

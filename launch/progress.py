@@ -1,0 +1,74 @@
+"""Live progress of a sweep: done / running / failed / remaining, with an ETA.
+
+On a terminal: a rich progress bar redrawn in place. Elsewhere (CI, log files,
+SLURM output): one line per finished trial.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+class SweepProgress:
+    """Implements the backends' Events protocol (started / finished)."""
+
+    def __init__(self, labels: dict[str, str], console: Console):
+        self.labels, self.console = labels, console
+        self.total = len(labels)
+        self.running: set[str] = set()
+        self.counts = {"completed": 0, "failed": 0, "diverged": 0}
+        self.start = time.monotonic()
+        self._bar = None
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+    def eta(self) -> str:
+        if not self.done:
+            return "?"
+        per_trial = (time.monotonic() - self.start) / self.done
+        return _duration(per_trial * (self.total - self.done))
+
+    def info(self) -> str:
+        bad = self.counts["failed"] + self.counts["diverged"]
+        remaining = self.total - self.done - len(self.running)
+        return (f"{self.counts['completed']} done · {len(self.running)} running · {bad} failed · "
+                f"{remaining} remaining · ETA {self.eta()}")
+
+    def __enter__(self):
+        if self.console.is_terminal:
+            self._bar = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=self.console)
+            self._bar.__enter__()
+            self._task = self._bar.add_task("", total=self.total, info=self.info())
+        return self
+
+    def __exit__(self, *exc):
+        if self._bar:
+            self._bar.__exit__(*exc)
+
+    def _refresh(self) -> None:
+        if self._bar:
+            self._bar.update(self._task, completed=self.done, info=self.info())
+
+    def started(self, trial_id: str) -> None:
+        self.running.add(trial_id)
+        self._refresh()
+
+    def finished(self, trial_id: str, status: str) -> None:
+        self.running.discard(trial_id)
+        self.counts[status] = self.counts.get(status, 0) + 1
+        if self._bar:
+            self._refresh()
+        else:
+            self.console.print(f"[{self.done}/{self.total}] {status:9} {trial_id} {self.labels[trial_id]}  ({self.info()})",
+                               highlight=False)

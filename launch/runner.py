@@ -1,0 +1,73 @@
+"""execute(): run one trial in this process and record its outcome in the store.
+
+Called by every backend, in whatever process or node it runs the trial. Never
+raises for a trial's own errors: a raising trial is recorded as ``failed`` and a
+NaN/inf loss as ``diverged``, with the error, so the rest of the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+from datetime import datetime, timezone
+
+import torch
+
+from prernn.trial import Diverged, run_trial
+
+from .store import Store, flatten
+
+
+def execute(trial_id: str, config: dict, store_root: str, meta: dict) -> str:
+    """meta: sweep, profile, label, git_commit, worker. Returns the recorded status."""
+    store = Store(store_root, config["task"])
+    run_dir = store.run_dir(trial_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_file = open(run_dir / "log.txt", "a", buffering=1)
+
+    def log(msg: str) -> None:
+        log_file.write(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} {msg}\n")
+
+    history: list[dict] = []
+
+    def on_epoch(row: dict, rows: list[dict]) -> None:
+        history[:] = rows
+        store.write_epochs(trial_id, rows)
+        log(f"epoch {row['epoch']}: " + ", ".join(f"{k}={v:.5g}" for k, v in row.items() if k != "epoch"))
+
+    started, t0, c0 = datetime.now(timezone.utc), time.monotonic(), time.process_time()
+    log(f"start {meta.get('label', '')} on {socket.gethostname()} pid {os.getpid()}")
+    metrics, parameters, error = {}, None, None
+    try:
+        result = run_trial(config, run_dir, on_epoch=on_epoch, log=log)
+        status, metrics, parameters = "completed", result["metrics"], result["parameters"]
+        history = result["history"]
+    except Diverged as e:
+        status, error = "diverged", f"Diverged: {e}"
+    except Exception as e:  # noqa: BLE001  - any trial error is recorded, not raised
+        status, error = "failed", f"{type(e).__name__}: {e}"
+        log(traceback.format_exc())
+    log(f"{status}" + (f": {error}" if error else ""))
+    log_file.close()
+    store.write_trial({
+        "id": trial_id, "sweep": meta["sweep"], "profile": meta["profile"], "label": meta.get("label"),
+        "status": status, "error": error, "epochs_done": len(history), "parameters": parameters,
+        "wall_seconds": time.monotonic() - t0, "cpu_seconds": time.process_time() - c0,
+        "host": socket.gethostname(), "pid": os.getpid(), "worker": meta.get("worker"),
+        "git_commit": meta.get("git_commit"), "started_at": started, "finished_at": datetime.now(timezone.utc),
+        **flatten(config), **metrics,
+    })
+    return status
+
+
+def ensure_pretrained(config: dict, log=print) -> None:
+    """Train (or find) the cached mini pre-training once, before trials start."""
+    from prernn.trial import backbone_weights
+
+    backbone_weights(config, log)
+
+
+def set_threads(n: int) -> None:
+    torch.set_num_threads(max(1, n))

@@ -1,0 +1,173 @@
+"""The results store: one directory per sweep, Parquet tables written atomically per trial.
+
+    <root>/spec.yaml              the resolved spec the sweep last ran with
+    <root>/trials/<id>.parquet    one row per trial: config (flattened), status, metrics, provenance
+    <root>/epochs/<id>.parquet    one row per finished epoch of that trial
+    <root>/runs/<id>/             checkpoint.pt and log.txt of a trial (resume state)
+
+Every file is written to a hidden temp file in its directory and renamed into
+place, so readers (and concurrent writers on a shared filesystem, e.g. SLURM
+array tasks) never see a partial file; readers skip hidden files. A trial's
+``trials`` row is written last, after its epochs: it is the commit marker.
+Each directory of Parquet files reads as one table:
+
+    pyarrow.parquet.read_table("results/table1/trials")
+    pandas.read_parquet("results/table1/trials")
+    polars.read_parquet("results/table1/trials/*.parquet")
+    duckdb.sql("select * from 'results/table1/trials/*.parquet'")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import typing
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from prernn.tasks import metric_names
+
+from .spec import ModelConfig, SweepSpec
+
+STATUSES = ("completed", "failed", "diverged")
+
+# provenance and outcome columns of the trials table, besides config and metrics
+RUN_COLUMNS = {
+    "id": pa.string(), "sweep": pa.string(), "profile": pa.string(), "label": pa.string(),
+    "status": pa.string(), "error": pa.string(), "epochs_done": pa.int64(), "parameters": pa.int64(),
+    "wall_seconds": pa.float64(), "cpu_seconds": pa.float64(), "host": pa.string(), "pid": pa.int64(),
+    "worker": pa.string(), "git_commit": pa.string(), "started_at": pa.timestamp("us", tz="UTC"),
+    "finished_at": pa.timestamp("us", tz="UTC"),
+}
+EPOCH_COLUMNS = {"id": pa.string(), "epoch": pa.int64(), "train_loss": pa.float64(), "lr": pa.float64(),
+                 "epoch_seconds": pa.float64()}
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested config -> {"model.cell": ..., "train.lr": ...}; lists become JSON text."""
+    out = {}
+    for k, v in config.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, list):
+            out[key] = json.dumps(v)
+        else:
+            out[key] = v
+    return out
+
+
+def _arrow_type(annotation) -> pa.DataType:
+    if typing.get_origin(annotation) in (list, dict):
+        return pa.string()  # JSON text
+    args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    if any(typing.get_origin(a) in (list, dict) for a in args):
+        return pa.string()
+    if int in args and bool not in args:
+        return pa.int64()
+    for py, arrow in ((bool, pa.bool_()), (float, pa.float64()), (int, pa.int64())):
+        if py in args:
+            return arrow
+    return pa.string()  # str, Literal, lists as JSON
+
+
+def _config_types(model: type, prefix: str) -> dict[str, pa.DataType]:
+    out = {}
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        nested = [a for a in (typing.get_args(ann) or (ann,)) if isinstance(a, type) and hasattr(a, "model_fields")]
+        if nested:
+            out.update(_config_types(nested[0], f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = _arrow_type(ann)
+    return out
+
+
+def config_types() -> dict[str, pa.DataType]:
+    fields = SweepSpec.model_fields
+    types = {"task": pa.string(), "seed": pa.int64()}
+    for section in ("data", "backbone", "train"):
+        types.update(_config_types(fields[section].annotation, f"{section}."))
+    types.update(_config_types(ModelConfig, "model."))
+    return types
+
+
+def trials_schema(task: str) -> pa.Schema:
+    metrics = {m: pa.float64() for m in ("train_loss", *metric_names(task))}
+    return pa.schema({**RUN_COLUMNS, **config_types(), **metrics})
+
+
+def epochs_schema(task: str) -> pa.Schema:
+    return pa.schema({**EPOCH_COLUMNS, **{m: pa.float64() for m in metric_names(task)}})
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+class Store:
+    def __init__(self, root: str | Path, task: str):
+        self.root = Path(root)
+        self.task = task
+        self.trials_schema = trials_schema(task)
+        self.epochs_schema = epochs_schema(task)
+
+    @property
+    def trials_dir(self) -> Path:
+        return self.root / "trials"
+
+    @property
+    def epochs_dir(self) -> Path:
+        return self.root / "epochs"
+
+    def run_dir(self, trial_id: str) -> Path:
+        return self.root / "runs" / trial_id
+
+    def create(self) -> None:
+        for d in (self.trials_dir, self.epochs_dir, self.root / "runs"):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def write_spec(self, spec: SweepSpec) -> None:
+        tmp = self.root / f".spec.yaml.{os.getpid()}.tmp"
+        tmp.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+        os.replace(tmp, self.root / "spec.yaml")
+
+    def write_epochs(self, trial_id: str, rows: list[dict]) -> None:
+        rows = [{"id": trial_id, **r} for r in rows]
+        _write_atomic(pa.Table.from_pylist(rows, schema=self.epochs_schema), self.epochs_dir / f"{trial_id}.parquet")
+
+    def write_trial(self, row: dict) -> None:
+        _write_atomic(pa.Table.from_pylist([row], schema=self.trials_schema), self.trials_dir / f"{row['id']}.parquet")
+
+    def statuses(self) -> dict[str, str]:
+        """id -> status of every recorded trial."""
+        if not self.trials_dir.is_dir():
+            return {}
+        out = {}
+        for path in self.trials_dir.glob("[!.]*.parquet"):
+            try:
+                t = pq.read_table(path, columns=["id", "status"])
+            except (pa.ArrowInvalid, OSError):  # not ours / unreadable: treated as not recorded
+                continue
+            for tid, status in zip(t["id"].to_pylist(), t["status"].to_pylist()):
+                out[tid] = status
+        return out
+
+    def trials(self) -> pa.Table:
+        return self._read(self.trials_dir, self.trials_schema)
+
+    def epochs(self) -> pa.Table:
+        return self._read(self.epochs_dir, self.epochs_schema)
+
+    @staticmethod
+    def _read(directory: Path, schema: pa.Schema) -> pa.Table:
+        files = sorted(directory.glob("[!.]*.parquet")) if directory.is_dir() else []
+        if not files:
+            return schema.empty_table()
+        return pq.read_table([str(f) for f in files], schema=schema)

@@ -1,0 +1,231 @@
+#!/usr/bin/env python
+"""Run a PreRNN ablation sweep declared in YAML.
+
+    python launch/sweep.py SPEC [--profile mini|paper] [--backend local] [--dry-run]
+                                [--set key=value ...] [--results-dir DIR] [--workers N]
+    python launch/sweep.py status SPEC [--profile ...] [--set ...] [--results-dir DIR]
+
+Exit codes: 0 every trial of the spec completed, 1 some failed or diverged,
+2 bad input (nothing is written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # runnable as a script from a clean checkout
+    sys.path.insert(0, str(ROOT))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from launch.spec import SpecError  # noqa: E402
+
+COMMANDS = ("run", "status")
+
+
+def build_parser(command: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"sweep.py{'' if command == 'run' else ' ' + command}",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("spec", help="sweep spec, e.g. sweeps/table1.yaml")
+    p.add_argument("--profile", help="profile from the spec's `profiles:` (default: the spec's `profile`, else mini)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any field of the merged spec, e.g. --set train.epochs=2 (repeatable)")
+    p.add_argument("--results-dir", type=Path, help="the sweep's store (default: results/<sweep name>/)")
+    if command == "run":
+        p.add_argument("--backend", default="local", help="where trials run (default: local)")
+        p.add_argument("--workers", type=_positive, help="parallel trials (local; default: cores / resources.cpus)")
+        p.add_argument("--dry-run", action="store_true", help="print the trial table and costs; run and write nothing")
+        p.add_argument("--retry-failed", action="store_true",
+                       help="also rerun failed and diverged trials (resuming from their last checkpoint)")
+    return p
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv.pop(0) if argv and argv[0] in COMMANDS else "run"
+    args = build_parser(command).parse_args(argv)  # exits 2 on bad usage
+    console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 160)
+    try:
+        from launch.expand import expand
+        from launch.spec import load_spec
+
+        spec = load_spec(args.spec, args.profile, args.set)
+        trials = expand(spec, args.spec)
+        results = args.results_dir or Path("results") / spec.name
+        if command == "status":
+            return status(spec, trials, results, console)
+        from launch.backends import BACKENDS
+
+        backend_cls = BACKENDS[args.backend]
+        check_inputs(spec, results)
+    except SpecError as e:
+        for problem in e.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        return dry_run(spec, trials, console)
+    return run(spec, trials, results, backend_cls, args, console)
+
+
+def check_inputs(spec, results: Path) -> None:
+    """What a trial would only find out later: files and directories (raises SpecError)."""
+    from prernn import backbones
+
+    problems = []
+    if spec.data.root is not None and not Path(spec.data.root).expanduser().is_dir():
+        problems.append(f"data.root: no such directory {spec.data.root!r}")
+    how = spec.backbone.pretrained
+    if how not in ("cache", "none"):
+        try:
+            name = spec.backbone.name
+            backbones.weights.resolve(name, True if how == "default" else how, backbones.DEFAULT_FILES.get(name, ()))
+        except FileNotFoundError as e:
+            problems.append(f"backbone.pretrained: {e}")
+    if results.exists() and not results.is_dir():
+        problems.append(f"--results-dir: {results} exists and is not a directory")
+    if problems:
+        raise SpecError(problems)
+
+
+def dry_run(spec, trials, console: Console) -> int:
+    from launch.cost import estimate
+
+    table = Table(title=f"{spec.name} [{spec.profile} profile]: {len(trials)} trials (dry run: nothing runs, nothing is written)")
+    for col in ("id", "trial", "seed", "parameters", "train TFLOP", "weights+grad+momentum GB"):
+        table.add_column(col, justify="right" if col not in ("id", "trial") else "left")
+    total = 0.0
+    for t in trials:
+        c = estimate(t.config)
+        total += c["train_tflop"]
+        table.add_row(t.id, t.label, str(t.config["seed"]), f"{c['parameters']:,}", f"{c['train_tflop']:.2f}",
+                      f"{c['memory_gb']:.2f}")
+    console.print(table)
+    console.print(f"total training compute: {total:.1f} TFLOP")
+    return 0
+
+
+def git_commit() -> str | None:
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def run(spec, trials, results: Path, backend_cls, args, console: Console) -> int:
+    from launch.backends import Job
+    from launch.progress import SweepProgress
+    from launch.store import Store
+
+    store = Store(results, spec.task)
+    store.root.mkdir(parents=True, exist_ok=True)
+    lock = open(store.root / ".lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"error: another launcher is running this sweep in {results}", file=sys.stderr)
+        return 2
+    store.create()
+    store.write_spec(spec)
+    recorded = store.statuses()
+    rerun = {"failed", "diverged"} if args.retry_failed else set()
+    pending = [t for t in trials if recorded.get(t.id) is None or recorded[t.id] in rerun]
+    skipped = len(trials) - len(pending)
+    console.print(f"{spec.name} [{spec.profile} profile]: {len(trials)} trials, {skipped} already recorded, "
+                  f"{len(pending)} to run on {args.backend} -> {results}")
+    if pending and spec.backbone.pretrained == "cache":
+        from launch.runner import ensure_pretrained
+
+        ensure_pretrained(pending[0].config, console.print)
+    backend = backend_cls(workers=args.workers, cpus_per_trial=spec.resources.cpus)
+    meta = {"sweep": spec.name, "profile": spec.profile, "git_commit": git_commit()}
+    jobs = [Job(t.id, t.config, str(store.root), {**meta, "label": t.label}) for t in pending]
+    with SweepProgress({t.id: t.label for t in pending}, console) as progress:
+        backend.run(jobs, progress)
+    return report_outcome(spec, trials, store, console)
+
+
+def report_outcome(spec, trials, store, console: Console) -> int:
+    from analysis.summary import summary
+    from prernn.tasks import TASKS
+
+    ids = {t.id for t in trials}
+    df = store.trials().to_pandas()
+    df = df[df.id.isin(ids)]
+    metric = TASKS[spec.task].primary
+    header, rows = summary(df, spec.reference, metric)
+    title = f"{spec.name}: {metric} [{spec.profile} profile]"
+    if spec.reference:
+        title += f" — ours | the paper's {spec.reference} (paper: full-size data and models)"
+    table = Table(title=title)
+    for h in header:
+        table.add_column(h)
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)
+    bad = df[df.status != "completed"]
+    for _, r in bad.iterrows():
+        console.print(f"{r.status}: {r.id} {r.label}: {r.error}")
+    missing = len(ids) - len(df)
+    console.print(f"{(df.status == 'completed').sum()} completed, {len(bad)} failed or diverged"
+                  + (f", {missing} not run" if missing else "") + f"; results in {store.root}")
+    return 0 if len(bad) == 0 and missing == 0 else 1
+
+
+def status(spec, trials, results: Path, console: Console) -> int:
+    from launch.store import Store
+    from prernn.tasks import TASKS
+
+    store = Store(results, spec.task)
+    df = store.trials().to_pandas().set_index("id") if (results / "trials").is_dir() else None
+    metric = TASKS[spec.task].primary
+    table = Table(title=f"{spec.name} [{spec.profile} profile] in {results}")
+    for col in ("id", "trial", "seed", "status", "epochs", metric):
+        table.add_column(col)
+    counts: dict[str, int] = {}
+    for t in trials:
+        if df is not None and t.id in df.index:
+            r = df.loc[t.id]
+            state, epochs, value = r.status, str(r.epochs_done), "" if r[metric] != r[metric] else f"{r[metric]:.4f}"
+        else:
+            done = _epochs_done(store, t.id)
+            state, epochs, value = ("started" if done else "pending"), str(done), ""
+        counts[state] = counts.get(state, 0) + 1
+        table.add_row(t.id, t.label, str(t.config["seed"]), state, epochs, value)
+    console.print(table)
+    console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    return 0
+
+
+def _epochs_done(store, trial_id: str) -> int:
+    import pyarrow.parquet as pq
+
+    path = store.epochs_dir / f"{trial_id}.parquet"
+    return pq.read_metadata(path).num_rows if path.is_file() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Training: recipes (optimiser + learning-rate schedule), the epoch loop, cached pre-training."""

@@ -1,0 +1,45 @@
+"""One epoch of training and one evaluation, over in-memory sequence data."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..data import Split, to_input
+from ..tasks import Task
+
+
+class Diverged(FloatingPointError):
+    """The training loss or a metric became NaN or infinite."""
+
+
+def train_epoch(net: nn.Module, opt: torch.optim.Optimizer, data: Split, task: Task,
+                batch_size: int, generator: torch.Generator) -> float:
+    net.train()
+    order = torch.randperm(len(data), generator=generator)
+    total, seen = 0.0, 0
+    for i in range(0, len(data), batch_size):
+        idx = order[i:i + batch_size]
+        pred = net(to_input(data.frames[idx], task.channels))
+        loss = task.loss(pred, data.targets[idx])
+        if not torch.isfinite(loss):
+            raise Diverged(f"training loss is {loss.item()} at batch {i // batch_size}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(idx)
+        seen += len(idx)
+    return total / seen
+
+
+@torch.no_grad()
+def evaluate(net: nn.Module, data: Split, task: Task, batch_size: int) -> dict[str, float]:
+    net.eval()
+    preds = [net(to_input(data.frames[i:i + batch_size], task.channels)) for i in range(0, len(data), batch_size)]
+    metrics = task.metrics(torch.cat(preds), data.targets)
+    bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+    if bad:
+        raise Diverged(f"metrics not finite: {bad}")
+    return metrics

@@ -1,0 +1,73 @@
+"""One-time "pre-training" of mini backbones, cached on disk by its config (ours).
+
+The paper starts from ImageNet/Sports-1M weights; the mini profile cannot, so a
+mini backbone is trained once, feedforward, on single frames of a related
+synthetic dataset (a different seed from every trial's data), and every trial
+that asks for ``pretrained: cache`` with the same recipe starts from that file.
+Concurrent trials (pool workers, SLURM array tasks) wait on a file lock so it is
+trained once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from .. import backbones
+from ..data import SOURCES, to_input
+from ..tasks import TASKS
+from .recipes import make_optimizer
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PRERNN_CACHE", "~/.cache/prernn")).expanduser()
+
+
+def recipe_key(backbone: str, task: str, source: str, recipe: dict) -> str:
+    blob = json.dumps({"backbone": backbone, "task": task, "source": source, **recipe}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cached_pretrained(backbone: str, task: str, source: str, recipe: dict, log=print) -> Path:
+    """The weights file for this pre-training recipe, training it first if absent.
+
+    recipe: videos, frames, size, seed, epochs, batch_size, lr."""
+    path = cache_dir() / "pretrained" / f"{backbone}-{task}-{recipe_key(backbone, task, source, recipe)}.pt"
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one trainer; the others find the file afterwards
+        if not path.is_file():
+            start = time.monotonic()
+            log(f"pre-training {backbone} for {task} once (cached at {path})")
+            backbones.save_backbone(pretrain(backbone, task, source, recipe), path)
+            log(f"pre-training {backbone} took {time.monotonic() - start:.0f} s")
+    return path
+
+
+def pretrain(backbone: str, task_name: str, source: str, r: dict) -> backbones.Backbone:
+    task = TASKS[task_name]
+    torch.manual_seed(r["seed"])
+    data = SOURCES[source]("train", r["videos"], r["frames"], r["size"], r["seed"])
+    frames = data.frames.flatten(0, 1).unsqueeze(1)  # single frames, as sequences of length 1
+    targets = data.targets.flatten(0, 1)
+    net = backbones.create(backbone, num_outputs=task.num_outputs)
+    opt = make_optimizer(net, r["lr"])
+    g = torch.Generator().manual_seed(r["seed"])
+    net.train()
+    for _ in range(r["epochs"]):
+        order = torch.randperm(len(frames), generator=g)
+        for i in range(0, len(frames), r["batch_size"]):
+            idx = order[i:i + r["batch_size"]]
+            loss = task.loss(net(to_input(frames[idx], task.channels).squeeze(1)), targets[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return net
