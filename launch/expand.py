@@ -1,7 +1,8 @@
 """Spec -> trials: a pure function. Each trial's id is a hash of its fully resolved config.
 
 A grid is a list of blocks; each block is the cartesian product of its axes (a
-list of values; ``layers`` takes a list of layer lists), the trials of all blocks
+list of values; ``layers`` takes a list of layer lists). Axes are model fields,
+``seed``, and ``train.<field>`` / ``data.<field>`` overrides. The trials of all blocks
 are unioned (duplicates collapse to one trial), and every trial runs once per
 seed in ``seeds`` unless the block has its own ``seed`` axis.
 """
@@ -72,15 +73,19 @@ def resolve_model(model: ModelConfig, backbone: str, num_outputs: int) -> ModelC
 def expand(spec: SweepSpec, spec_path: str = "spec") -> list[Trial]:
     """Every trial of the spec, in grid order; raises SpecError listing every bad grid point."""
     num_outputs = TASKS[spec.task].num_outputs
-    fixed = {"task": spec.task, "data": spec.data.model_dump(), "backbone": spec.backbone.model_dump(),
-             "train": spec.train.model_dump()}
+    fixed = {"task": spec.task, "backbone": spec.backbone.model_dump()}
     problems, trials, seen = [], [], set()
     for i, block in enumerate(spec.grid):
         axes = {k: (v if _is_axis(k, v) else [v]) for k, v in block.items()}
         for combo in itertools.product(*axes.values()):
             values = dict(zip(axes, combo))
             seeds = [values.pop("seed")] if "seed" in values else spec.seeds
+            sections = {"train": spec.train, "data": spec.data}
             try:
+                for name, section in sections.items():  # train.* / data.* axes override the spec's section
+                    update = {k.split(".", 1)[1]: values.pop(k) for k in list(values) if k.startswith(f"{name}.")}
+                    if update:
+                        sections[name] = type(section).model_validate({**section.model_dump(), **update})
                 model = resolve_model(ModelConfig.model_validate(values), spec.backbone.name, num_outputs)
             except (ValidationError, ValueError, KeyError) as e:
                 problems.append(grid_error(spec_path, i, dict(zip(axes, combo)), e))
@@ -89,7 +94,8 @@ def expand(spec: SweepSpec, spec_path: str = "spec") -> list[Trial]:
                 if not isinstance(seed, int) or isinstance(seed, bool):
                     problems.append(f"{spec_path}: grid.{i}: seed must be an integer, got {seed!r}")
                     continue
-                config = {**fixed, "model": model.model_dump(), "seed": seed}
+                config = {**fixed, "data": sections["data"].model_dump(), "train": sections["train"].model_dump(),
+                          "model": model.model_dump(), "seed": seed}
                 tid = trial_id(config)
                 if tid not in seen:
                     seen.add(tid)

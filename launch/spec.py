@@ -164,7 +164,9 @@ class Resources(Strict):
     timeout_min: int = Field(60, ge=1)
 
 
-AXES = tuple(f for f in ModelConfig.model_fields if f != "matched") + ("seed",)
+AXES = (tuple(f for f in ModelConfig.model_fields if f != "matched") + ("seed",)
+        + tuple(f"train.{f}" for f in TrainConfig.model_fields)
+        + tuple(f"data.{f}" for f in DataConfig.model_fields))
 
 
 class SweepSpec(Strict):

@@ -75,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         from launch.backends import BACKENDS
 
         backend_cls = BACKENDS[args.backend]
+        if args.dry_run:  # planning works without the data; say what a real run would lack
+            try:
+                check_inputs(spec, results)
+            except SpecError as e:
+                for problem in e.problems:
+                    print(f"warning: a real run would stop here: {problem}", file=sys.stderr)
+            return dry_run(spec, trials, console)
         check_inputs(spec, results)
     except SpecError as e:
         for problem in e.problems:
@@ -83,8 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.dry_run:
-        return dry_run(spec, trials, console)
     return run(spec, trials, results, backend_cls, args, console)
 
 
@@ -164,7 +169,10 @@ def run(spec, trials, results: Path, backend_cls, args, console: Console) -> int
     meta = {"sweep": spec.name, "profile": spec.profile, "git_commit": git_commit()}
     jobs = [Job(t.id, t.config, str(store.root), {**meta, "label": t.label}) for t in pending]
     with SweepProgress({t.id: t.label for t in pending}, console) as progress:
-        backend.run(jobs, progress)
+        try:
+            backend.run(jobs, progress)
+        except RuntimeError as e:  # the backend itself broke (e.g. a worker was killed): say so, keep the rest
+            print(f"error: {e}", file=sys.stderr)
     return report_outcome(spec, trials, store, console)
 
 

@@ -57,7 +57,7 @@ def build_network(cfg: dict, pretrained=False) -> torch.nn.Module:
 
 def load_split(cfg: dict, split: str):
     d = cfg["data"]
-    return SOURCES[d["source"]](split, d[f"{split}_videos"], d["frames"], d["size"], d["seed"])
+    return SOURCES[d["source"]](split, d[f"{split}_videos"], d["frames"], d["size"], d["seed"], d["root"])
 
 
 def _save_atomic(obj, path: Path) -> None:

@@ -55,7 +55,8 @@ class LocalBackend:
             return
         ctx = mp.get_context("spawn")
         workers = min(self.workers, len(jobs))
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(self.threads,)) as pool:
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(self.threads,))
+        try:
             queue = list(jobs)
             running = {}
             while queue or running:
@@ -73,3 +74,5 @@ class LocalBackend:
                             f"a worker process died while running trial {job.trial_id} "
                             "(killed, or out of memory); rerun the sweep to resume it") from None
                     events.finished(job.trial_id, status)
+        finally:  # every outcome is already recorded: idle workers need not be joined
+            pool.shutdown(wait=False, cancel_futures=True)

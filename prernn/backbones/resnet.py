@@ -13,9 +13,7 @@ training mode) - also ours.
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import Tensor, nn
-from torchvision.models.resnet import Bottleneck
 
 from .base import Backbone
 from .registry import DEFAULT_FILES, register
@@ -28,7 +26,7 @@ RESNET50_FILES = DEFAULT_FILES["resnet50"] = ("resnet50-0676ba61.pth", "resnet50
 class BottleneckPreact(nn.Module):
     """A torchvision Bottleneck without its final ReLU (the same modules, not copies)."""
 
-    def __init__(self, block: Bottleneck):
+    def __init__(self, block: nn.Module):  # torchvision.models.resnet.Bottleneck
         super().__init__()
         self.block = block
         self.out_channels = block.conv3.out_channels
@@ -60,6 +58,8 @@ def resnet50(pretrained=False, num_outputs: int = 101, in_channels: int = 3) -> 
     """ResNet50; ``in_channels`` != 3 builds a temporal (optical-flow) stream whose
     first conv is replaced (its pre-trained weights averaged over RGB and repeated:
     the usual cross-modality initialisation, ours to choose)."""
+    import torchvision  # here: importing its model zoo costs a second
+
     cut = lambda net: _cut("resnet50", _set_in_channels(net, in_channels), num_outputs, (in_channels, 224, 224))  # noqa: E731
     return build("resnet50", torchvision.models.resnet50(), pretrained, RESNET50_FILES, "fc.", cut)
 
@@ -68,6 +68,8 @@ class MiniResNet(nn.Module):
     """torchvision's Bottleneck blocks, one per stage, widths 8..32 (output 128 channels)."""
 
     def __init__(self, num_classes: int = 10, widths=(8, 16, 32, 32), stem_width: int = 16):
+        from torchvision.models.resnet import Bottleneck
+
         super().__init__()
         self.conv1 = nn.Conv2d(3, stem_width, 7, stride=2, padding=3, bias=False)
         self.bn1, self.relu = nn.BatchNorm2d(stem_width), nn.ReLU(inplace=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torchvision
 from torch import nn
 
 from .base import Backbone
@@ -29,6 +28,8 @@ def _cut(name: str, net: nn.Module, num_outputs: int, frame_shape) -> Backbone:
 @register("vgg16")
 def vgg16(pretrained=False, num_outputs: int = 136) -> Backbone:
     """VGG16: fc6 = classifier.0 (25088 -> 4096), fc7 = classifier.3 (4096 -> 4096)."""
+    import torchvision  # here: importing its model zoo costs a second and mini backbones need none of it
+
     cut = lambda net: _cut("vgg16", net, num_outputs, (3, 224, 224))  # noqa: E731
     return build("vgg16", torchvision.models.vgg16(), pretrained, VGG16_FILES, "classifier.6.", cut)
 

@@ -1,6 +1,7 @@
 """Datasets as in-memory sequence tensors, by name (``SOURCES``).
 
-A source returns ``Split(frames, targets)`` for "train" or "test": frames are uint8
+A source is called as ``source(split, videos, frames, size, seed, root=None)`` and
+returns ``Split(frames, targets)`` for "train" or "test": frames are uint8
 (N, T, C, H, W) - or (N, T, C, L, H, W) clips - and targets float32 (N, T, K)
 per-step targets or int64 (N,) per-video classes. ``to_input`` turns frames into
 the network's float input.
@@ -37,4 +38,4 @@ def to_input(frames: Tensor, channels: int = 3) -> Tensor:
     return x
 
 
-from . import sources  # noqa: E402,F401  (registers the sources)
+from . import sources, vw300  # noqa: E402,F401  (registers the sources)

@@ -1,0 +1,48 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEP = ROOT / "launch" / "sweep.py"
+
+# a sweep whose trials take milliseconds: 4 traditional + 1 PreRNN trial
+TOY = {
+    "name": "toy",
+    "task": "toy",
+    "data": {"source": "toy", "train_videos": 8, "test_videos": 4, "frames": 4, "size": 8},
+    "backbone": {"name": "mini_vgg", "pretrained": "none"},
+    "train": {"epochs": 2, "batch_size": 4, "lr": 0.01, "schedule": "constant"},
+    "grid": [
+        {"model": "traditional", "cell": ["vrnn", "gru"], "hidden_dim": [4, 8]},
+        {"model": "prernn", "cell": "lstm"},
+    ],
+}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Pre-training caches and weights lookups never touch the user's home."""
+    os.environ["PRERNN_CACHE"] = str(tmp_path_factory.mktemp("prernn-cache"))
+    os.environ.setdefault("PRERNN_WEIGHTS", str(tmp_path_factory.mktemp("weights")))
+
+
+@pytest.fixture
+def write_spec(tmp_path):
+    def write(spec: dict | str | None = None, filename: str = "spec.yaml", **changes) -> Path:
+        spec = dict(TOY if spec is None else spec) if not isinstance(spec, str) else spec
+        if isinstance(spec, dict):
+            spec.update(changes)
+        path = tmp_path / filename
+        path.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec))
+        return path
+    return write
+
+
+def sweep(*args: str, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+    """Run the CLI as a user would: a fresh Python process."""
+    return subprocess.run([sys.executable, str(SWEEP), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=kw.pop("cwd", ROOT), **kw)

@@ -1,0 +1,72 @@
+"""Expansion is pure: spec -> trials with content-addressed ids."""
+
+import prernn
+from launch.expand import expand, trial_id
+from launch.spec import load_spec
+
+from .conftest import ROOT, TOY
+
+
+def table1(profile="mini", *sets):
+    return load_spec(ROOT / "sweeps/table1.yaml", profile, list(sets))
+
+
+def test_table1_has_21_trials_with_matched_sizes_from_the_matcher():
+    for profile, sizes, backbone in (("mini", [8, 16, 32, 64, 128], "mini_vgg"), ("paper", [256, 512, 1024, 2048, 4096], "vgg16")):
+        trials = expand(table1(profile))
+        assert len(trials) == 21
+        trad = [t.config["model"] for t in trials if t.config["model"]["model"] == "traditional"]
+        assert sorted({m["hidden_dim"] for m in trad if not m["matched"]}) == sizes
+        for m in trad:
+            if m["matched"]:
+                assert m["hidden_dim"] == prernn.match_hidden_dim(backbone, cell=m["cell"], num_layers=2, num_outputs=136)
+        pre = [t.config["model"] for t in trials if t.config["model"]["model"] == "prernn"]
+        assert [m["cell"] for m in pre] == ["vrnn", "lstm", "gru"] and all(m["layers"] == ["fc6", "fc7"] for m in pre)
+
+
+def test_ids_are_hashes_of_the_resolved_config():
+    trials = expand(table1())
+    assert len({t.id for t in trials}) == 21
+    assert all(t.id == trial_id(t.config) for t in trials)
+    assert [t.id for t in expand(table1())] == [t.id for t in trials]  # deterministic
+    changed = expand(table1("mini", "train.lr=0.02"))
+    assert not {t.id for t in changed} & {t.id for t in trials}  # any config change -> new ids
+
+
+def test_adding_grid_points_keeps_the_old_ids():
+    base = {t.id for t in expand(table1())}
+    more = expand(table1("mini", "grid.0.hidden_dim=[8, 16, 32, 64, 128, 256, matched]"))
+    assert base < {t.id for t in more} and len(more) == 24
+
+
+def test_seeds_duplicates_and_layer_axes():
+    spec = load_spec(ROOT / "sweeps/table2.yaml", None, ["seeds=[0, 1]"])
+    trials = expand(spec)
+    assert len(trials) == 24  # 3 cells x 4 layer settings x 2 seeds
+    layers = {(tuple(t.config["model"]["layers"]), t.config["model"]["extra_layers"]) for t in trials}
+    assert layers == {(("fc6",), 0), (("fc7",), 0), (("fc6", "fc7"), 0), (("fc6", "fc7"), 1)}
+    dup = load_spec(ROOT / "sweeps/table2.yaml", None, ["grid.1.extra_layers=0"])
+    assert len(expand(dup)) == 9  # block 1 now repeats block 0's fc6/7 trials: one trial each
+
+
+def test_defaults_are_filled_so_equal_configs_share_an_id(write_spec):
+    explicit = dict(TOY, grid=[{"model": "prernn", "cell": "gru", "variant": "gate", "input_init": "pretrained",
+                                 "recurrent_init": "zeros", "extra_layers": 0, "layers": ["fc6", "fc7"]}])
+    implicit = dict(TOY, grid=[{"model": "prernn", "cell": "gru"}])
+    a = expand(load_spec(write_spec(explicit, filename="a.yaml")))
+    b = expand(load_spec(write_spec(implicit, filename="b.yaml")))
+    assert [t.id for t in a] == [t.id for t in b]
+
+
+def test_train_and_data_axes(write_spec):
+    spec = dict(TOY, grid=[{"model": "traditional", "cell": "gru", "hidden_dim": 4, "train.lr": [0.1, 0.01],
+                            "data.fail_at_epoch": 1}])
+    trials = expand(load_spec(write_spec(spec)))
+    assert [t.config["train"]["lr"] for t in trials] == [0.1, 0.01]
+    assert all(t.config["data"]["fail_at_epoch"] == 1 for t in trials)
+    from launch.spec import SpecError
+    import pytest
+
+    bad = dict(TOY, grid=[{"model": "traditional", "cell": "gru", "hidden_dim": 4, "train.lr": [-1]}])
+    with pytest.raises(SpecError, match=r"grid\.0 .*lr.*greater than 0"):
+        expand(load_spec(write_spec(bad, filename="bad.yaml")))

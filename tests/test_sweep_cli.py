@@ -1,0 +1,120 @@
+"""The sweep CLI end to end, as a user runs it: a fresh process per command."""
+
+import os
+import signal
+import time
+
+import pandas as pd
+import pytest
+
+from .conftest import TOY, sweep
+
+
+def rows(results):
+    return pd.read_parquet(results / "trials")
+
+
+def test_run_skip_completed_and_grow_the_grid(write_spec, tmp_path):
+    spec, results = write_spec(), tmp_path / "r"
+    first = sweep(spec, "--results-dir", results)
+    assert first.returncode == 0, first.stderr
+    df = rows(results)
+    assert len(df) == 5 and (df.status == "completed").all() and df.id.is_unique
+    assert "5 completed, 0 failed" in first.stdout
+    assert (results / "spec.yaml").is_file() and len(pd.read_parquet(results / "epochs")) == 10
+
+    again = sweep(spec, "--results-dir", results)
+    assert again.returncode == 0 and "5 already recorded, 0 to run" in again.stdout
+    pd.testing.assert_frame_equal(rows(results).sort_values("id"), df.sort_values("id"))  # nothing reran
+
+    grown = sweep(spec, "--results-dir", results, "--set", "grid.0.hidden_dim=[4, 8, 16]")
+    assert grown.returncode == 0 and "7 trials, 5 already recorded, 2 to run" in grown.stdout
+    after = rows(results).set_index("id")
+    assert len(after) == 7
+    old = df.set_index("id")
+    assert (after.loc[old.index, "started_at"] == old.started_at).all()
+
+
+def test_failed_and_diverged_trials_are_recorded_and_the_rest_completes(write_spec, tmp_path):
+    grid = [{"model": "traditional", "cell": "gru", "hidden_dim": [4, 8]},
+            {"model": "traditional", "cell": "gru", "hidden_dim": 4, "data.fail_at_epoch": 1},
+            {"model": "traditional", "cell": "vrnn", "hidden_dim": 4, "train.lr": 1.0e12}]
+    spec, results = write_spec(dict(TOY, grid=grid)), tmp_path / "r"
+    out = sweep(spec, "--results-dir", results)
+    assert out.returncode == 1, out.stderr
+    df = rows(results).set_index("data.fail_at_epoch", drop=False)
+    status = sorted(rows(results).status)
+    assert status == ["completed", "completed", "diverged", "failed"]
+    failed = rows(results).query("status == 'failed'").iloc[0]
+    assert "injected failure at epoch 1" in failed.error and failed.epochs_done == 1
+    assert "Diverged" in rows(results).query("status == 'diverged'").iloc[0].error
+    assert "failed: " in out.stdout and "diverged: " in out.stdout
+    assert len(df) == 4
+
+    rerun = sweep(spec, "--results-dir", results)  # failures are not retried unless asked
+    assert rerun.returncode == 1 and "4 already recorded, 0 to run" in rerun.stdout
+    retry = sweep(spec, "--results-dir", results, "--retry-failed")
+    assert retry.returncode == 1 and "2 to run" in retry.stdout
+    assert len(rows(results)) == 4  # still one row per trial
+
+
+def test_dry_run_and_status(write_spec, tmp_path):
+    spec, results = write_spec(), tmp_path / "r"
+    dry = sweep(spec, "--results-dir", results, "--dry-run")
+    assert dry.returncode == 0 and "5 trials" in dry.stdout and "gru traditional h=8" in dry.stdout
+    assert not results.exists()
+    st = sweep("status", spec, "--results-dir", results)
+    assert st.returncode == 0 and "5 pending" in st.stdout and not results.exists()
+    sweep(spec, "--results-dir", results, "--set", "grid=[{model: prernn, cell: lstm}]")
+    st = sweep("status", spec, "--results-dir", results)
+    assert "1 completed, 4 pending" in st.stdout
+
+
+def _children(pid: int) -> set[int]:
+    kids = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.add(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return kids
+
+
+@pytest.mark.slow
+def test_sigkill_the_launcher_then_rerun(write_spec, tmp_path):
+    """Kill -9 mid-sweep: workers die with it; the rerun finishes; no trial twice, one row each."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT, SWEEP
+
+    grid = [{"model": "traditional", "cell": ["vrnn", "gru", "lstm"], "hidden_dim": [4, 8, 16]}]
+    slow = dict(TOY, grid=grid, train=dict(TOY["train"], epochs=4),
+                data=dict(TOY["data"], train_videos=48, size=32))
+    spec, results = write_spec(slow), tmp_path / "r"
+    proc = subprocess.Popen([sys.executable, str(SWEEP), str(spec), "--results-dir", str(results), "--workers", "2"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list((results / "trials").glob("*.parquet"))) < 2:
+        time.sleep(0.2)
+    workers = _children(proc.pid)
+    assert workers, "the launcher should have worker processes"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = rows(results).set_index("id")
+    assert 2 <= len(done_before) < 9, "killed mid-sweep"
+    time.sleep(1)
+    alive = [p for p in workers if os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
+    assert not alive, "workers must die with the launcher"
+
+    out = sweep(spec, "--results-dir", results)
+    assert out.returncode == 0, out.stdout + out.stderr
+    after = rows(results).set_index("id")
+    assert len(after) == 9 and after.index.is_unique and (after.status == "completed").all()
+    assert (after.loc[done_before.index, "started_at"] == done_before.started_at).all()  # none ran twice
+    assert f"{len(done_before)} already recorded" in out.stdout
+    epochs = pd.read_parquet(results / "epochs")
+    assert len(epochs) == 9 * 4 and not epochs.duplicated(["id", "epoch"]).any()
