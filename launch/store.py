@@ -106,6 +106,7 @@ def epochs_schema(task: str) -> pa.Schema:
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)  # whichever writer comes first
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     pq.write_table(table, tmp)
     os.replace(tmp, path)

@@ -1,0 +1,65 @@
+"""Per-trial overhead of a backend, measured with trivial trials.
+
+Runs N trivial toy trials (1 epoch on one 8x8 frame) through the backend and the
+real store. Overhead per trial = (makespan - sum of in-trial time / workers) / (N / workers):
+the time a worker slot spends per trial outside ``run_trial``'s own work
+(dispatch, result passing, worker start-up amortised over the sweep).
+
+    python benchmarks/backend_overhead.py --backend local --trials 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+
+from launch.backends import BACKENDS, Job  # noqa: E402
+from launch.expand import expand  # noqa: E402
+from launch.spec import SweepSpec  # noqa: E402
+
+TRIVIAL = {
+    "name": "overhead", "task": "toy", "profile": "mini",
+    "data": {"source": "toy", "train_videos": 1, "test_videos": 1, "frames": 1, "size": 8},
+    "backbone": {"name": "mini_vgg", "pretrained": "none"},
+    "train": {"epochs": 1, "batch_size": 1, "lr": 0.01, "schedule": "constant"},
+    "grid": [{"model": "traditional", "cell": "vrnn", "hidden_dim": 2}],
+}
+
+
+class Quiet:
+    def started(self, trial_id): pass
+    def finished(self, trial_id, status): pass
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backend", default="local")
+    p.add_argument("--trials", type=int, default=200)
+    p.add_argument("--workers", type=int, default=2)
+    a = p.parse_args()
+    spec = SweepSpec.model_validate({**TRIVIAL, "seeds": list(range(a.trials))})
+    trials = expand(spec)
+    with tempfile.TemporaryDirectory() as root:
+        jobs = [Job(t.id, t.config, root, {"sweep": "overhead", "profile": "mini", "label": t.label}) for t in trials]
+        backend = BACKENDS[a.backend](workers=a.workers)
+        start = time.perf_counter()
+        backend.run(jobs, Quiet())
+        makespan = time.perf_counter() - start
+        df = pd.read_parquet(Path(root) / "trials")
+    assert len(df) == a.trials and (df.status == "completed").all()
+    inside = df.wall_seconds.sum()
+    per_trial = (makespan - inside / a.workers) / (a.trials / a.workers)
+    print(f"backend={a.backend} trials={a.trials} workers={a.workers}")
+    print(f"makespan {makespan:.2f} s; in-trial time {inside:.2f} s (mean {df.wall_seconds.mean() * 1000:.1f} ms)")
+    print(f"overhead per trial {per_trial * 1000:.1f} ms (worker start-up included, amortised)")
+
+
+if __name__ == "__main__":
+    main()
