@@ -23,7 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 import prernn
 from prernn import backbones
 from prernn.data import SOURCES
-from prernn.registry import UnknownNameError
 from prernn.tasks import TASKS
 from prernn.train.recipes import SCHEDULES
 
@@ -355,8 +354,6 @@ def grid_error(spec_path, block: int, combo: dict, err: Exception) -> str:
     if isinstance(err, ValidationError):
         msgs = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'model'}: {x['msg'].removeprefix('Value error, ')}"
                          for x in err.errors())
-    elif isinstance(err, UnknownNameError):
-        msgs = str(err)
     else:
         msgs = str(err)
     shown = ", ".join(f"{k}={v}" for k, v in combo.items())

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from prernn.tasks import metric_names
+from prernn.tasks import TASKS
 
 from .spec import ModelConfig, SweepSpec
 
@@ -97,12 +97,12 @@ def config_types() -> dict[str, pa.DataType]:
 
 
 def trials_schema(task: str) -> pa.Schema:
-    metrics = {m: pa.float64() for m in ("train_loss", *metric_names(task))}
+    metrics = {m: pa.float64() for m in ("train_loss", *TASKS[task].metric_names)}
     return pa.schema({**RUN_COLUMNS, **config_types(), **metrics})
 
 
 def epochs_schema(task: str) -> pa.Schema:
-    return pa.schema({**EPOCH_COLUMNS, **{m: pa.float64() for m in metric_names(task)}})
+    return pa.schema({**EPOCH_COLUMNS, **{m: pa.float64() for m in TASKS[task].metric_names}})
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:

@@ -204,6 +204,8 @@ def report_outcome(spec, trials, store, console: Console) -> int:
 
 
 def status(spec, trials, results: Path, console: Console) -> int:
+    import pandas as pd
+
     from launch.store import Store
     from prernn.tasks import TASKS
 
@@ -217,7 +219,7 @@ def status(spec, trials, results: Path, console: Console) -> int:
     for t in trials:
         if df is not None and t.id in df.index:
             r = df.loc[t.id]
-            state, epochs, value = r.status, str(r.epochs_done), "" if r[metric] != r[metric] else f"{r[metric]:.4f}"
+            state, epochs, value = r.status, str(r.epochs_done), "" if pd.isna(r[metric]) else f"{r[metric]:.4f}"
         else:
             done = _epochs_done(store, t.id)
             state, epochs, value = ("started" if done else "pending"), str(done), ""

@@ -9,7 +9,7 @@ process, reporting progress through the callbacks. It need not return results:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -31,5 +31,3 @@ class Backend(Protocol):
     def run(self, jobs: list[Job], events: Events) -> None:
         """Run every job (blocking, or submitting and returning for queue-based backends)."""
 
-
-Callback = Callable[[str], None]
