@@ -163,6 +163,17 @@ class Resources(Strict):
     timeout_min: int = Field(60, ge=1)
 
 
+class SlurmConfig(Strict):
+    """Where SLURM runs the trials (each key can also be given on the command line)."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    gpus_per_node: int | None = Field(None, ge=0)
+    array_parallelism: int = Field(64, ge=1)
+
+
 AXES = (tuple(f for f in ModelConfig.model_fields if f != "matched") + ("seed",)
         + tuple(f"train.{f}" for f in TrainConfig.model_fields)
         + tuple(f"data.{f}" for f in DataConfig.model_fields))
@@ -180,6 +191,7 @@ class SweepSpec(Strict):
     grid: list[dict[str, Any]] = Field(min_length=1)
     seeds: list[int] = Field([0], min_length=1)
     resources: Resources = Resources()
+    slurm: SlurmConfig = SlurmConfig()
 
     _task = field_validator("task")(lambda v: _registry_check(TASKS, v))
 

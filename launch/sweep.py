@@ -4,6 +4,7 @@
     python launch/sweep.py SPEC [--profile mini|paper] [--backend local] [--dry-run]
                                 [--set key=value ...] [--results-dir DIR] [--workers N]
     python launch/sweep.py status SPEC [--profile ...] [--set ...] [--results-dir DIR]
+    python launch/sweep.py cancel SPEC [...]        cancel the sweep's queued/running SLURM jobs
 
 Exit codes: 0 every trial of the spec completed, 1 some failed or diverged,
 2 bad input (nothing is written).
@@ -27,7 +28,7 @@ from rich.table import Table  # noqa: E402
 
 from launch.spec import SpecError  # noqa: E402
 
-COMMANDS = ("run", "status")
+COMMANDS = ("run", "status", "cancel")
 
 
 def build_parser(command: str) -> argparse.ArgumentParser:
@@ -45,6 +46,12 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--dry-run", action="store_true", help="print the trial table and costs; run and write nothing")
         p.add_argument("--retry-failed", action="store_true",
                        help="also rerun failed and diverged trials (resuming from their last checkpoint)")
+        s = p.add_argument_group("slurm backend (defaults: the spec's `slurm:` section)")
+        s.add_argument("--wait", action="store_true", help="block until every submitted trial has ended")
+        for opt in ("partition", "account", "qos", "constraint"):
+            s.add_argument(f"--{opt}")
+        s.add_argument("--gpus-per-node", type=int)
+        s.add_argument("--array-parallelism", type=_positive, help="array tasks running at once")
     return p
 
 
@@ -72,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         results = args.results_dir or Path("results") / spec.name
         if command == "status":
             return status(spec, trials, results, console)
+        if command == "cancel":
+            return cancel(spec, results, console)
         from launch.backends import BACKENDS
 
         backend_cls = BACKENDS[args.backend]
@@ -155,24 +164,31 @@ def run(spec, trials, results: Path, backend_cls, args, console: Console) -> int
         return 2
     store.create()
     store.write_spec(spec)
+    backend = backend_cls.from_cli(args, spec)
     recorded = store.statuses()
+    queued = backend.active_trials(store.root)
     rerun = {"failed", "diverged"} if args.retry_failed else set()
-    pending = [t for t in trials if recorded.get(t.id) is None or recorded[t.id] in rerun]
-    skipped = len(trials) - len(pending)
+    pending = [t for t in trials if t.id not in queued and (recorded.get(t.id) is None or recorded[t.id] in rerun)]
+    skipped = sum(t.id in recorded for t in trials) - sum(recorded.get(t.id) in rerun for t in trials)
     console.print(f"{spec.name} [{spec.profile} profile]: {len(trials)} trials, {skipped} already recorded, "
-                  f"{len(pending)} to run on {args.backend} -> {results}")
+                  + (f"{len(queued & {t.id for t in trials})} queued, " if queued else "")
+                  + f"{len(pending)} to run on {args.backend} -> {results}")
     if pending and spec.backbone.pretrained == "cache":
         from launch.runner import ensure_pretrained
 
         ensure_pretrained(pending[0].config, console.print)
-    backend = backend_cls(workers=args.workers, cpus_per_trial=spec.resources.cpus)
     meta = {"sweep": spec.name, "profile": spec.profile, "git_commit": git_commit()}
     jobs = [Job(t.id, t.config, str(store.root), {**meta, "label": t.label}) for t in pending]
     with SweepProgress({t.id: t.label for t in pending}, console) as progress:
         try:
-            backend.run(jobs, progress)
+            finished = backend.run(jobs, progress)
         except RuntimeError as e:  # the backend itself broke (e.g. a worker was killed): say so, keep the rest
             print(f"error: {e}", file=sys.stderr)
+            finished = True
+    if not finished:
+        console.print(f"follow it with: python launch/sweep.py status {args.spec}"
+                      + (f" --results-dir {results}" if args.results_dir else ""))
+        return 0
     return report_outcome(spec, trials, store, console)
 
 
@@ -211,6 +227,7 @@ def status(spec, trials, results: Path, console: Console) -> int:
 
     store = Store(results, spec.task)
     df = store.trials().to_pandas().set_index("id") if (results / "trials").is_dir() else None
+    queued = _slurm_states(results)
     metric = TASKS[spec.task].primary
     table = Table(title=f"{spec.name} [{spec.profile} profile] in {results}")
     for col in ("id", "trial", "seed", "status", "epochs", metric):
@@ -222,11 +239,37 @@ def status(spec, trials, results: Path, console: Console) -> int:
             state, epochs, value = r.status, str(r.epochs_done), "" if pd.isna(r[metric]) else f"{r[metric]:.4f}"
         else:
             done = _epochs_done(store, t.id)
-            state, epochs, value = ("started" if done else "pending"), str(done), ""
+            state = queued[t.id][0].lower() if t.id in queued else ("started" if done else "pending")
+            epochs, value = str(done), ""
         counts[state] = counts.get(state, 0) + 1
         table.add_row(t.id, t.label, str(t.config["seed"]), state, epochs, value)
     console.print(table)
     console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    return 0
+
+
+def _slurm_states(results: Path) -> dict[str, tuple[str, str]]:
+    from launch.backends import slurm
+
+    if not slurm.submissions(results):
+        return {}
+    try:
+        return slurm.trial_states(results)
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"warning: cannot read SLURM job states ({e})", file=sys.stderr)
+        return {}
+
+
+def cancel(spec, results: Path, console: Console) -> int:
+    from launch.backends import slurm
+
+    states = _slurm_states(results)
+    jobs = sorted({job.split("_")[0] for state, job in states.values() if state in slurm.ACTIVE})
+    if not jobs:
+        console.print(f"{spec.name}: no queued or running SLURM jobs in {results}")
+        return 0
+    subprocess.run(["scancel", *jobs], check=True)
+    console.print(f"{spec.name}: cancelled SLURM array job(s) {', '.join(jobs)}")
     return 0
 
 

@@ -42,6 +42,25 @@ def write_spec(tmp_path):
     return write
 
 
+def _service_or_skip(name: str, available: bool, how: str) -> None:
+    """Tests that need a real service skip without it, except under CI=true where they must run."""
+    if available:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{name} is not available but CI=true requires it ({how})")
+    pytest.skip(f"{name} not available ({how})")
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    import shutil
+
+    ok = shutil.which("sinfo") is not None and subprocess.run(["sinfo", "-h"], capture_output=True).returncode == 0
+    if ok:  # submitit reads job states from sacct: accounting must be on
+        ok = subprocess.run(["sacct", "-n", "-X", "-S", "now"], capture_output=True).returncode == 0
+    _service_or_skip("SLURM", ok, "start one with: bash scripts/slurm/install.sh && ACCT=1 bash scripts/slurm/up.sh")
+
+
 def sweep(*args: str, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
     """Run the CLI as a user would: a fresh Python process."""
     return subprocess.run([sys.executable, str(SWEEP), *map(str, args)], capture_output=True, text=True,

@@ -11,8 +11,10 @@ BACKENDS: Registry[type[Backend]] = Registry("backend")
 
 def _register() -> None:
     from .local import LocalBackend
+    from .slurm import SlurmBackend
 
     BACKENDS.register("local")(LocalBackend)
+    BACKENDS.register("slurm")(SlurmBackend)
 
 
 _register()

@@ -28,6 +28,13 @@ class Events(Protocol):
 class Backend(Protocol):
     name: str
 
-    def run(self, jobs: list[Job], events: Events) -> None:
-        """Run every job (blocking, or submitting and returning for queue-based backends)."""
+    @classmethod
+    def from_cli(cls, args, spec) -> "Backend":
+        """Build from the parsed command line and the validated spec."""
+
+    def active_trials(self, store_root) -> set[str]:
+        """Trials already queued or running elsewhere (not to be started twice)."""
+
+    def run(self, jobs: list[Job], events: Events) -> bool:
+        """Run every job; True when they have all ended, False when only submitted (queue backends)."""
 

@@ -50,9 +50,16 @@ class LocalBackend:
         self.threads = cpus_per_trial
         self.workers = workers or default_workers(cpus_per_trial)
 
-    def run(self, jobs: list[Job], events: Events) -> None:
+    @classmethod
+    def from_cli(cls, args, spec) -> "LocalBackend":
+        return cls(workers=args.workers, cpus_per_trial=spec.resources.cpus)
+
+    def active_trials(self, store_root) -> set[str]:
+        return set()  # nothing outlives the launcher
+
+    def run(self, jobs: list[Job], events: Events) -> bool:
         if not jobs:
-            return
+            return True
         ctx = mp.get_context("spawn")
         workers = min(self.workers, len(jobs))
         pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(self.threads,))
@@ -76,3 +83,4 @@ class LocalBackend:
                     events.finished(job.trial_id, status)
         finally:  # every outcome is already recorded: idle workers need not be joined
             pool.shutdown(wait=False, cancel_futures=True)
+        return True

@@ -1,0 +1,86 @@
+"""The SLURM backend on a real (single-node) cluster: arrays, states, cancel, requeue."""
+
+import subprocess
+import time
+
+import pandas as pd
+import pytest
+
+from launch.backends.slurm import SlurmOptions, sbatch_parameters
+from launch.spec import Resources
+
+from .conftest import ROOT, TOY, sweep
+
+
+def test_sbatch_text_matches_the_golden_file():
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    params = sbatch_parameters(Resources(cpus=8, gpus=1, mem_gb=32, timeout_min=1440),
+                               SlurmOptions(partition="gpu", account="vision", qos="normal", constraint="a100",
+                                            array_parallelism=4), "prernn-table1")
+    params["setup"] = [line.replace(str(ROOT), "/repo") for line in params["setup"]]
+    text = _make_sbatch_string(command="python -m submitit.core._submit /f", folder="/f", map_count=21, **params)
+    golden = ROOT / "tests" / "golden" / "sbatch_table1_paper.txt"
+    assert text == golden.read_text()
+
+
+def test_sbatch_parameters_table():
+    r = Resources(cpus=2, gpus=0.5, mem_gb=1.5, timeout_min=30)
+    p = sbatch_parameters(r, SlurmOptions(), "x")
+    assert (p["cpus_per_task"], p["gpus_per_node"], p["mem"], p["time"]) == (2, 1, "1536MB", 30)
+    assert "partition" not in p and p["array_parallelism"] == 64
+    assert "gpus_per_node" not in sbatch_parameters(Resources(), SlurmOptions(), "x")
+    assert sbatch_parameters(r, SlurmOptions(gpus_per_node=4), "x")["gpus_per_node"] == 4
+
+
+def wait_for(predicate, timeout=120, every=0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return False
+
+
+@pytest.mark.slow
+def test_submit_returns_at_once_then_cancel_and_rerun(slurm_cluster, write_spec, tmp_path):
+    grid = [{"model": "traditional", "cell": "gru", "hidden_dim": [4, 8, 16, 32]}]
+    slow = dict(TOY, grid=grid, train=dict(TOY["train"], epochs=30), data=dict(TOY["data"], train_videos=64, size=32))
+    spec, results = write_spec(slow), tmp_path / "r"
+    start = time.monotonic()
+    out = sweep(spec, "--results-dir", results, "--backend", "slurm", "--array-parallelism", "1")
+    assert out.returncode == 0 and "submitted 4 trials as SLURM array job" in out.stdout
+    assert time.monotonic() - start < 20  # returned at once, without waiting for the trials
+    again = sweep(spec, "--results-dir", results, "--backend", "slurm")  # nothing is submitted twice
+    assert "4 queued, 0 to run" in again.stdout, again.stdout
+    assert wait_for(lambda: (results / "runs").is_dir() and any((results / "runs").iterdir()), every=0.1)
+    cancel = sweep("cancel", spec, "--results-dir", results)  # the first trial is running, three are queued
+    assert cancel.returncode == 0 and "cancelled SLURM array job" in cancel.stdout
+    # the running task passes through COMPLETING while SLURM kills it
+    assert wait_for(lambda: "4 cancelled" in sweep("status", spec, "--results-dir", results).stdout, timeout=60)
+    rerun = sweep(spec, "--results-dir", results, "--backend", "slurm", "--wait")  # the same spec, cleanly
+    assert rerun.returncode == 0 and "0 already recorded, 4 to run" in rerun.stdout, rerun.stdout + rerun.stderr
+    df = pd.read_parquet(results / "trials")
+    assert len(df) == 4 and (df.status == "completed").all() and (df.epochs_done == 30).all()
+
+
+@pytest.mark.slow
+def test_requeued_trial_resumes_from_its_last_epoch(slurm_cluster, write_spec, tmp_path):
+    grid = [{"model": "prernn", "cell": "gru"}]
+    spec_dict = dict(TOY, grid=grid, train=dict(TOY["train"], epochs=40),  # ~17 s: outlives the kill
+                     data=dict(TOY["data"], train_videos=96, size=32))
+    spec, results = write_spec(spec_dict), tmp_path / "r"
+    local = sweep(spec, "--results-dir", tmp_path / "local")
+    assert local.returncode == 0
+    out = sweep(spec, "--results-dir", results, "--backend", "slurm")
+    job = out.stdout.split("SLURM array job ")[1].split()[0]  # one task: a plain job id
+    epochs = results / "epochs"
+    assert wait_for(lambda: epochs.is_dir() and any(
+        len(pd.read_parquet(p)) >= 2 for p in epochs.glob("[!.]*.parquet")), timeout=180)
+    subprocess.run(["scontrol", "requeue", job], check=True)  # restarts it from scratch, as after a node failure
+    assert wait_for(lambda: (results / "trials").is_dir() and any((results / "trials").glob("[!.]*.parquet")), 300)
+    log = next((results / "runs").glob("*/log.txt")).read_text()
+    assert "resuming after epoch" in log
+    a = pd.read_parquet(results / "trials").iloc[0]
+    b = pd.read_parquet(tmp_path / "local" / "trials").iloc[0]
+    assert a.status == "completed" and a.test_loss == b.test_loss and a.epochs_done == 40
