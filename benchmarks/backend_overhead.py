@@ -48,7 +48,7 @@ def main() -> None:
     trials = expand(spec)
     with tempfile.TemporaryDirectory() as root:
         jobs = [Job(t.id, t.config, root, {"sweep": "overhead", "profile": "mini", "label": t.label}) for t in trials]
-        backend = BACKENDS[a.backend](workers=a.workers)
+        backend = BACKENDS[a.backend]()(workers=a.workers)
         start = time.perf_counter()
         backend.run(jobs, Quiet())
         makespan = time.perf_counter() - start

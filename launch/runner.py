@@ -20,8 +20,9 @@ from prernn.trial import Diverged, run_trial
 from .store import Store, flatten
 
 
-def execute(trial_id: str, config: dict, store_root: str, meta: dict) -> str:
-    """meta: sweep, profile, label, git_commit, worker. Returns the recorded status."""
+def execute(trial_id: str, config: dict, store_root: str, meta: dict, report=None) -> str:
+    """meta: sweep, profile, label, git_commit, worker. ``report(row)`` is called after
+    each epoch (e.g. Ray Tune's, for early stopping). Returns the recorded status."""
     store = Store(store_root, config["task"])
     run_dir = store.run_dir(trial_id)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -36,9 +37,11 @@ def execute(trial_id: str, config: dict, store_root: str, meta: dict) -> str:
         history[:] = rows
         store.write_epochs(trial_id, rows)
         log(f"epoch {row['epoch']}: " + ", ".join(f"{k}={v:.5g}" for k, v in row.items() if k != "epoch"))
+        if report:
+            report(row)
 
     started, t0, c0 = datetime.now(timezone.utc), time.monotonic(), time.process_time()
-    log(f"start {meta.get('label', '')} on {socket.gethostname()} pid {os.getpid()}")
+    log(f"start {meta.get('label', '')} on {socket.gethostname()} pid {os.getpid()} worker {meta.get('worker')}")
     metrics, parameters, error = {}, None, None
     try:
         result = run_trial(config, run_dir, on_epoch=on_epoch, log=log)
@@ -51,6 +54,30 @@ def execute(trial_id: str, config: dict, store_root: str, meta: dict) -> str:
         log(traceback.format_exc())
     log(f"{status}" + (f": {error}" if error else ""))
     log_file.close()
+    record(store, trial_id, config, meta, status, error, history, metrics, parameters, started, t0, c0)
+    return status
+
+
+def record_stopped(job, status: str, started: datetime | None = None) -> None:
+    """Record a trial that a scheduler stopped before it could record itself (e.g. ASHA
+    pruning): its last finished epoch's metrics, status ``pruned``."""
+    store = Store(job.store_root, job.config["task"])
+    if job.trial_id in store.statuses():
+        return
+    path = store.epochs_dir / f"{job.trial_id}.parquet"
+    history = store.epochs_schema.empty_table().to_pylist()
+    if path.is_file():
+        import pyarrow.parquet as pq
+
+        history = pq.read_table(path).to_pylist()
+    metrics = {k: v for k, v in (history[-1] if history else {}).items()
+               if k not in ("id", "epoch", "lr", "epoch_seconds")}
+    record(store, job.trial_id, job.config, job.meta, status, None, history, metrics, None,
+           started or datetime.now(timezone.utc), time.monotonic(), time.process_time())
+
+
+def record(store: Store, trial_id: str, config: dict, meta: dict, status: str, error: str | None,
+           history: list, metrics: dict, parameters: int | None, started, t0: float, c0: float) -> None:
     store.write_trial({
         "id": trial_id, "sweep": meta["sweep"], "profile": meta["profile"], "label": meta.get("label"),
         "status": status, "error": error, "epochs_done": len(history), "parameters": parameters,
@@ -59,7 +86,6 @@ def execute(trial_id: str, config: dict, store_root: str, meta: dict) -> str:
         "git_commit": meta.get("git_commit"), "started_at": started, "finished_at": datetime.now(timezone.utc),
         **flatten(config), **metrics,
     })
-    return status
 
 
 def ensure_pretrained(config: dict, log=print) -> None:

@@ -46,6 +46,10 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--dry-run", action="store_true", help="print the trial table and costs; run and write nothing")
         p.add_argument("--retry-failed", action="store_true",
                        help="also rerun failed and diverged trials (resuming from their last checkpoint)")
+        r = p.add_argument_group("ray backend")
+        r.add_argument("--ray-address", help="join this Ray cluster (default: start a local one)")
+        r.add_argument("--max-failures", type=int, default=2, help="retries of a trial whose worker died")
+        r.add_argument("--asha", action="store_true", help="ASHA early stopping on the task's metric")
         s = p.add_argument_group("slurm backend (defaults: the spec's `slurm:` section)")
         s.add_argument("--wait", action="store_true", help="block until every submitted trial has ended")
         for opt in ("partition", "account", "qos", "constraint"):
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             return cancel(spec, results, console)
         from launch.backends import BACKENDS
 
-        backend_cls = BACKENDS[args.backend]
+        backend_cls = BACKENDS[args.backend]()
         if args.dry_run:  # planning works without the data; say what a real run would lack
             try:
                 check_inputs(spec, results)

@@ -61,6 +61,20 @@ def slurm_cluster():
     _service_or_skip("SLURM", ok, "start one with: bash scripts/slurm/install.sh && ACCT=1 bash scripts/slurm/up.sh")
 
 
+RAY_ADDRESS = "127.0.0.1:6390"  # where scripts/ray/up.sh puts the two-node cluster
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    out = subprocess.run([str(Path(sys.executable).parent / "ray"), "status", f"--address={RAY_ADDRESS}"],
+                         capture_output=True, text=True, env=env)
+    nodes = out.stdout.count(" 1 node_") if out.returncode == 0 else 0
+    _service_or_skip("a two-node Ray cluster", nodes >= 2, "start one with: bash scripts/ray/up.sh")
+    os.environ["RAY_AUTH_MODE"] = "token"  # every Ray process must agree
+    return RAY_ADDRESS
+
+
 def sweep(*args: str, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
     """Run the CLI as a user would: a fresh Python process."""
     return subprocess.run([sys.executable, str(SWEEP), *map(str, args)], capture_output=True, text=True,

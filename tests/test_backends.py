@@ -3,9 +3,9 @@
 import pandas as pd
 import pytest
 
-from .conftest import TOY, sweep
+from .conftest import RAY_ADDRESS, TOY, sweep
 
-BACKENDS = ["local", "slurm"]
+BACKENDS = ["local", "slurm", "ray"]
 GRID = [{"model": "traditional", "cell": ["vrnn", "gru"], "hidden_dim": 4},
         {"model": "prernn", "cell": "lstm"},
         {"model": "traditional", "cell": "gru", "hidden_dim": 8, "data.fail_at_epoch": 1}]
@@ -15,12 +15,14 @@ GRID = [{"model": "traditional", "cell": ["vrnn", "gru"], "hidden_dim": 4},
 def backend(request):
     if request.param == "slurm":
         request.getfixturevalue("slurm_cluster")
+    if request.param == "ray":
+        request.getfixturevalue("ray_cluster")
     return request.param
 
 
 def run(backend, spec, results, *extra):
-    wait = ["--wait"] if backend == "slurm" else []
-    return sweep(spec, "--results-dir", results, "--backend", backend, *wait, *extra)
+    options = {"slurm": ["--wait"], "ray": ["--ray-address", RAY_ADDRESS]}.get(backend, [])
+    return sweep(spec, "--results-dir", results, "--backend", backend, *options, *extra)
 
 
 @pytest.fixture(scope="module")

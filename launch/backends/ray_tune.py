@@ -1,0 +1,117 @@
+"""ray: Ray Tune over the same trial entry point, on a local Ray or an existing cluster.
+
+Every pending trial is one Tune trial (a grid over the jobs) with the spec's
+resources (cpus, gpus, fractional gpus allowed); actors are reused across trials;
+a trial whose actor dies (its node was lost) is retried up to ``max_failures``
+times and resumes from its epoch checkpoint in the store (which must be on a
+filesystem every node sees). With ``asha``, per-epoch metrics feed an ASHA
+scheduler and stopped trials are recorded as ``pruned`` with their last epoch.
+The Ray dashboard stays off.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from ray import tune
+
+from .base import Events, Job
+
+# the driver's live progress and jobs; Tune pickles its callbacks, so they look these up
+_LIVE: dict = {}
+
+
+class _Progress(tune.Callback):
+    """Tune's trial events -> the sweep's progress; stopped trials recorded as pruned."""
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        _LIVE["events"].started(trial.config["job"]["trial_id"])
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        from ..runner import record_stopped
+
+        job = _LIVE["jobs"][trial.config["job"]["trial_id"]]
+        record_stopped(job, "pruned")  # no-op when the trial recorded itself
+        _LIVE["events"].finished(job.trial_id, _recorded(job))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        job = _LIVE["jobs"][trial.config["job"]["trial_id"]]
+        _LIVE["events"].finished(job.trial_id, _recorded(job) or "failed")
+
+
+def _trainable(config: dict) -> None:
+    from ..runner import execute, set_threads
+
+    job = Job(**config["job"])
+    set_threads(config["threads"])
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    execute(job.trial_id, job.config, job.store_root, {**job.meta, "worker": f"ray/{node[:8]}/{os.getpid()}"},
+            report=lambda row: tune.report({k: v for k, v in row.items() if isinstance(v, (int, float))}))
+
+
+class RayBackend:
+    name = "ray"
+
+    def __init__(self, resources, address: str | None = None, max_failures: int = 2, asha: bool = False,
+                 metric: str = "test_loss", mode: str = "min", max_epochs: int = 100):
+        self.resources, self.address, self.max_failures = resources, address, max_failures
+        self.asha, self.metric, self.mode, self.max_epochs = asha, metric, mode, max_epochs
+
+    @classmethod
+    def from_cli(cls, args, spec) -> "RayBackend":
+        from prernn.tasks import TASKS
+
+        task = TASKS[spec.task]
+        return cls(spec.resources, args.ray_address, args.max_failures, args.asha, task.primary, task.mode,
+                   spec.train.epochs)
+
+    def active_trials(self, store_root) -> set[str]:
+        return set()  # the launcher blocks until Tune is done
+
+    def _init(self) -> None:
+        import ray
+
+        local = self.address is None or self.address.split(":")[0] in ("127.0.0.1", "localhost")
+        kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level="ERROR")
+        if local:
+            kwargs["_node_ip_address"] = "127.0.0.1"  # keep a one-machine cluster on loopback
+        ray.init(address=self.address, **kwargs)
+
+    def run(self, jobs: list[Job], events: Events) -> bool:
+        if not jobs:
+            return True
+        import ray
+        from ray.tune.schedulers import ASHAScheduler
+
+        self._init()
+        _LIVE.update(events=events, jobs={j.trial_id: j for j in jobs})
+        try:
+            resources = {"cpu": self.resources.cpus, "gpu": self.resources.gpus}
+            scheduler = (ASHAScheduler(time_attr="epoch", max_t=self.max_epochs, grace_period=1)
+                         if self.asha else None)
+            root = Path(jobs[0].store_root).resolve()
+            tuner = tune.Tuner(
+                tune.with_resources(_trainable, resources),
+                param_space={"job": tune.grid_search([asdict(j) for j in jobs]), "threads": self.resources.cpus},
+                tune_config=tune.TuneConfig(reuse_actors=True, scheduler=scheduler,
+                                            metric=self.metric if self.asha else None,
+                                            mode=self.mode if self.asha else None),
+                run_config=tune.RunConfig(name="tune", storage_path=str(root / "ray"), verbose=0,
+                                          failure_config=tune.FailureConfig(max_failures=self.max_failures),
+                                          callbacks=[_Progress()]),
+            )
+            tuner.fit()
+        finally:
+            _LIVE.clear()
+            ray.shutdown()
+        return True
+
+
+def _recorded(job: Job) -> str | None:
+    from ..store import Store
+
+    return Store(job.store_root, job.config["task"]).statuses().get(job.trial_id)
