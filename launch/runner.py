@@ -7,6 +7,7 @@ NaN/inf loss as ``diverged``, with the error, so the rest of the sweep goes on.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import time
@@ -20,12 +21,20 @@ from prernn.trial import Diverged, run_trial
 from .store import Store, flatten
 
 
+class Pruned(Exception):
+    """Raised by a ``report`` callback to stop a trial early; it is recorded as ``pruned``."""
+
+
 def execute(trial_id: str, config: dict, store_root: str, meta: dict, report=None) -> str:
     """meta: sweep, profile, label, git_commit, worker. ``report(row)`` is called after
     each epoch (e.g. Ray Tune's, for early stopping). Returns the recorded status."""
     store = Store(store_root, config["task"])
     run_dir = store.run_dir(trial_id)
     run_dir.mkdir(parents=True, exist_ok=True)
+    claim = open(run_dir / ".lock", "w")  # one runner per trial at a time, whoever started it
+    fcntl.flock(claim, fcntl.LOCK_EX)
+    if store.status(trial_id) == "completed":  # someone else finished it while we waited
+        return "completed"
     log_file = open(run_dir / "log.txt", "a", buffering=1)
 
     def log(msg: str) -> None:
@@ -47,6 +56,9 @@ def execute(trial_id: str, config: dict, store_root: str, meta: dict, report=Non
         result = run_trial(config, run_dir, on_epoch=on_epoch, log=log)
         status, metrics, parameters = "completed", result["metrics"], result["parameters"]
         history = result["history"]
+    except Pruned:
+        status = "pruned"
+        metrics = {k: v for k, v in history[-1].items() if k not in ("epoch", "lr", "epoch_seconds")}
     except Diverged as e:
         status, error = "diverged", f"Diverged: {e}"
     except Exception as e:  # noqa: BLE001  - any trial error is recorded, not raised

@@ -179,6 +179,53 @@ AXES = (tuple(f for f in ModelConfig.model_fields if f != "matched") + ("seed",)
         + tuple(f"data.{f}" for f in DataConfig.model_fields))
 
 
+class ParamSpace(Strict):
+    """One searched parameter: ``choices``, or a range ``low``..``high`` (``log``, ``integer``)."""
+
+    choices: list[Any] | None = Field(None, min_length=1)
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        ranged = self.low is not None and self.high is not None
+        if (self.choices is None) == (not ranged) or (self.choices is not None and (self.low or self.high)):
+            raise ValueError("give either choices: [...] or low: and high:")
+        if ranged and not self.low < self.high:
+            raise ValueError(f"low must be below high, got {self.low} >= {self.high}")
+        if ranged and self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+
+class SearchConfig(Strict):
+    """An Optuna search instead of the full grid: ``space`` keys are grid axes
+    (``cell``, ``hidden_dim``, ``train.lr``, ...) overriding the grid's first block."""
+
+    n_trials: int = Field(ge=1)
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    pruner: Literal["median", "successive_halving", "none"] = "median"
+    seed: int = 0
+    space: dict[str, ParamSpace] = Field(min_length=1)
+
+    @field_validator("space")
+    @classmethod
+    def _axes(cls, space):
+        for key in space:
+            if key not in AXES or key == "seed":
+                raise ValueError(_unknown_key("search.space", key, [a for a in AXES if a != "seed"]))
+        return space
+
+    @model_validator(mode="after")
+    def _grid_sampler_needs_choices(self):
+        ranges = [k for k, p in self.space.items() if p.choices is None]
+        if self.sampler == "grid" and ranges:
+            raise ValueError(f"the grid sampler needs choices for every parameter; ranges: {', '.join(ranges)}")
+        return self
+
+
 class SweepSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     task: str
@@ -192,6 +239,7 @@ class SweepSpec(Strict):
     seeds: list[int] = Field([0], min_length=1)
     resources: Resources = Resources()
     slurm: SlurmConfig = SlurmConfig()
+    search: SearchConfig | None = None
 
     _task = field_validator("task")(lambda v: _registry_check(TASKS, v))
 

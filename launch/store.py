@@ -33,7 +33,7 @@ from prernn.tasks import TASKS
 
 from .spec import ModelConfig, SweepSpec
 
-STATUSES = ("completed", "failed", "diverged")
+STATUSES = ("completed", "failed", "diverged", "pruned")
 
 # provenance and outcome columns of the trials table, besides config and metrics
 RUN_COLUMNS = {
@@ -145,6 +145,13 @@ class Store:
 
     def write_trial(self, row: dict) -> None:
         _write_atomic(pa.Table.from_pylist([row], schema=self.trials_schema), self.trials_dir / f"{row['id']}.parquet")
+
+    def status(self, trial_id: str) -> str | None:
+        path = self.trials_dir / f"{trial_id}.parquet"
+        try:
+            return pq.read_table(path, columns=["status"])["status"][0].as_py()
+        except (FileNotFoundError, pa.ArrowInvalid, IndexError):
+            return None
 
     def statuses(self) -> dict[str, str]:
         """id -> status of every recorded trial."""

@@ -46,6 +46,8 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--dry-run", action="store_true", help="print the trial table and costs; run and write nothing")
         p.add_argument("--retry-failed", action="store_true",
                        help="also rerun failed and diverged trials (resuming from their last checkpoint)")
+        p.add_argument("--optuna-storage", help="RDB URL of the Optuna study for `search:` specs "
+                       "(default: a journal file in the sweep directory)")
         r = p.add_argument_group("ray backend")
         r.add_argument("--ray-address", help="join this Ray cluster (default: start a local one)")
         r.add_argument("--max-failures", type=int, default=2, help="retries of a trial whose worker died")
@@ -168,6 +170,8 @@ def run(spec, trials, results: Path, backend_cls, args, console: Console) -> int
         return 2
     store.create()
     store.write_spec(spec)
+    if spec.search is not None:
+        return run_search(spec, store, args, console)
     backend = backend_cls.from_cli(args, spec)
     recorded = store.statuses()
     queued = backend.active_trials(store.root)
@@ -196,6 +200,42 @@ def run(spec, trials, results: Path, backend_cls, args, console: Console) -> int
     return report_outcome(spec, trials, store, console)
 
 
+def run_search(spec, store, args, console: Console) -> int:
+    from launch import search
+
+    meta = {"sweep": spec.name, "profile": spec.profile, "git_commit": git_commit()}
+    s = spec.search
+    console.print(f"{spec.name} [{spec.profile} profile]: Optuna search, {s.n_trials} trials, {s.sampler} sampler, "
+                  f"{s.pruner} pruner, on {args.backend} -> {store.root}")
+    if spec.backbone.pretrained == "cache":
+        from launch.runner import ensure_pretrained
+
+        ensure_pretrained(search.trial_for(spec, {}).config, console.print)
+    if args.backend == "local":
+        from launch.backends.local import default_workers
+
+        study = search.run_local(spec, store.root, args.optuna_storage, meta,
+                                 args.workers or default_workers(spec.resources.cpus))
+    elif args.backend == "ray":
+        study = BACKENDS_RAY().from_cli(args, spec).run_search(spec, store.root, args.optuna_storage, meta)
+    else:
+        print(f"error: --backend {args.backend}: searches run on local or ray", file=sys.stderr)
+        return 2
+    for line in search.summary(study):
+        console.print(line)
+    df = store.trials().to_pandas()
+    bad = df[~df.status.isin(["completed", "pruned"])]
+    for _, r in bad.iterrows():
+        console.print(f"{r.status}: {r.id} {r.label}: {r.error}")
+    return 1 if len(bad) else 0
+
+
+def BACKENDS_RAY():  # noqa: N802
+    from launch.backends import BACKENDS
+
+    return BACKENDS["ray"]()
+
+
 def report_outcome(spec, trials, store, console: Console) -> int:
     from analysis.summary import summary
     from prernn.tasks import TASKS
@@ -214,7 +254,7 @@ def report_outcome(spec, trials, store, console: Console) -> int:
     for r in rows:
         table.add_row(*r)
     console.print(table)
-    bad = df[df.status != "completed"]
+    bad = df[~df.status.isin(["completed", "pruned"])]
     for _, r in bad.iterrows():
         console.print(f"{r.status}: {r.id} {r.label}: {r.error}")
     missing = len(ids) - len(df)

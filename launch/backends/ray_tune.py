@@ -27,30 +27,47 @@ class _Progress(tune.Callback):
     """Tune's trial events -> the sweep's progress; stopped trials recorded as pruned."""
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        _LIVE["events"].started(trial.config["job"]["trial_id"])
+        _LIVE["events"].started(_LIVE["job_for"](trial.config).trial_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         from ..runner import record_stopped
 
-        job = _LIVE["jobs"][trial.config["job"]["trial_id"]]
+        job = _LIVE["job_for"](trial.config)
         record_stopped(job, "pruned")  # no-op when the trial recorded itself
         _LIVE["events"].finished(job.trial_id, _recorded(job))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        job = _LIVE["jobs"][trial.config["job"]["trial_id"]]
+        job = _LIVE["job_for"](trial.config)
         _LIVE["events"].finished(job.trial_id, _recorded(job) or "failed")
 
 
-def _trainable(config: dict) -> None:
-    from ..runner import execute, set_threads
-
-    job = Job(**config["job"])
-    set_threads(config["threads"])
+def _run(job: Job, threads: int) -> None:
     import ray
 
+    from ..runner import execute, set_threads
+
+    set_threads(threads)
     node = ray.get_runtime_context().get_node_id()
     execute(job.trial_id, job.config, job.store_root, {**job.meta, "worker": f"ray/{node[:8]}/{os.getpid()}"},
             report=lambda row: tune.report({k: v for k, v in row.items() if isinstance(v, (int, float))}))
+
+
+def _trainable(config: dict) -> None:
+    _run(Job(**config["job"]), config["threads"])
+
+
+def _search_job(spec, store_root: str, meta: dict, params: dict) -> Job:
+    from ..search import trial_for
+
+    t = trial_for(spec, params)
+    return Job(t.id, t.config, store_root, {**meta, "label": t.label})
+
+
+def _search_trainable(params: dict, spec_json: dict, store_root: str, meta: dict) -> None:
+    from ..spec import SweepSpec
+
+    spec = SweepSpec.model_validate(spec_json)
+    _run(_search_job(spec, store_root, meta, params), spec.resources.cpus)
 
 
 class RayBackend:
@@ -88,7 +105,8 @@ class RayBackend:
         from ray.tune.schedulers import ASHAScheduler
 
         self._init()
-        _LIVE.update(events=events, jobs={j.trial_id: j for j in jobs})
+        by_id = {j.trial_id: j for j in jobs}
+        _LIVE.update(events=events, job_for=lambda config: by_id[config["job"]["trial_id"]])
         try:
             resources = {"cpu": self.resources.cpus, "gpu": self.resources.gpus}
             scheduler = (ASHAScheduler(time_attr="epoch", max_t=self.max_epochs, grace_period=1)
@@ -115,3 +133,51 @@ def _recorded(job: Job) -> str | None:
     from ..store import Store
 
     return Store(job.store_root, job.config["task"]).statuses().get(job.trial_id)
+
+
+class _Lines:
+    """Progress for searches, whose trials are not known up front: one line per trial."""
+
+    def started(self, trial_id: str) -> None:
+        pass
+
+    def finished(self, trial_id: str, status: str | None) -> None:
+        print(f"{status or 'stopped':9} {trial_id}", flush=True)
+
+
+def run_search(self, spec, store_root: Path, url: str | None, meta: dict):
+    """An Optuna search through Ray Tune's Optuna integration (same study storage as
+    local searches); ASHA stops unpromising trials unless the spec's pruner is none."""
+    import ray
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from .. import search
+
+    study = search.load_study(spec, store_root, url)  # create it, then let OptunaSearch drive it
+    searcher = OptunaSearch(space={k: search.distribution(p) for k, p in spec.search.space.items()},
+                            metric=self.metric, mode=self.mode, sampler=search.sampler(spec),
+                            study_name=study.study_name, storage=search.storage(store_root, url))
+    scheduler = None
+    if spec.search.pruner != "none":
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=spec.train.epochs, grace_period=1)
+    self._init()
+    _LIVE.update(events=_Lines(), job_for=lambda params: _search_job(spec, str(store_root), meta, params))
+    try:
+        trainable = tune.with_parameters(_search_trainable, spec_json=spec.model_dump(mode="json"),
+                                         store_root=str(store_root), meta=meta)
+        tune.Tuner(
+            tune.with_resources(trainable, {"cpu": self.resources.cpus, "gpu": self.resources.gpus}),
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, metric=self.metric,
+                                        mode=self.mode, num_samples=spec.search.n_trials, reuse_actors=True),
+            run_config=tune.RunConfig(name="search", storage_path=str(Path(store_root).resolve() / "ray"),
+                                      verbose=0, failure_config=tune.FailureConfig(max_failures=self.max_failures),
+                                      callbacks=[_Progress()]),
+        ).fit()
+    finally:
+        _LIVE.clear()
+        ray.shutdown()
+    return search.load_study(spec, store_root, url)
+
+
+RayBackend.run_search = run_search

@@ -1,0 +1,79 @@
+"""Optuna searches: sampled trials are stored like grid trials; pruned ones are recorded as pruned."""
+
+import pandas as pd
+import pytest
+
+from launch.spec import SpecError, load_spec
+
+from .conftest import RAY_ADDRESS, TOY, sweep
+
+SEARCH = dict(
+    TOY,
+    name="toysearch",
+    data=dict(TOY["data"], train_videos=16),
+    train=dict(TOY["train"], epochs=4),
+    grid=[{"model": "traditional", "cell": "gru", "hidden_dim": 8}],
+    search={"n_trials": 8, "sampler": "tpe", "pruner": "median", "seed": 0,
+            "space": {"train.lr": {"low": 0.0001, "high": 0.5, "log": True},
+                      "hidden_dim": {"low": 2, "high": 32, "integer": True, "log": True},
+                      "cell": {"choices": ["vrnn", "gru"]}}},
+)
+
+
+def check_store(results, epochs=4):
+    df = pd.read_parquet(results / "trials")
+    assert set(df.status) <= {"completed", "pruned"} and (df.status == "completed").any()
+    pruned = df[df.status == "pruned"]
+    assert len(pruned) and (pruned.epochs_done < epochs).all() and pruned.test_loss.notna().all()
+    epochs_table = pd.read_parquet(results / "epochs")
+    for _, row in pruned.iterrows():  # recorded with its last epoch
+        assert epochs_table[epochs_table.id == row.id].epoch.max() + 1 == row.epochs_done
+    return df
+
+
+def test_local_search_with_pruning_and_rerun(write_spec, tmp_path):
+    spec, results = write_spec(SEARCH), tmp_path / "r"
+    out = sweep(spec, "--results-dir", results)
+    assert out.returncode == 0, out.stdout + out.stderr
+    df = check_store(results)
+    assert len(df) == 8 and df.id.is_unique and "best:" in out.stdout
+    assert (results / "optuna.journal").is_file()
+    again = sweep(spec, "--results-dir", results)  # the study is full: nothing runs
+    assert again.returncode == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(results / "trials"), df)
+
+
+@pytest.mark.slow
+def test_ray_search_with_asha(ray_cluster, write_spec, tmp_path):
+    spec, results = write_spec(SEARCH), tmp_path / "r"
+    out = sweep(spec, "--results-dir", results, "--backend", "ray", "--ray-address", RAY_ADDRESS)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert len(check_store(results)) >= 6  # ids are per config: repeated samples share a row
+
+
+@pytest.mark.slow
+def test_ray_grid_with_asha_records_pruned(ray_cluster, write_spec, tmp_path):
+    grid = [{"model": "traditional", "cell": ["vrnn", "gru"], "hidden_dim": [2, 4, 8, 16], "train.lr": [0.5, 0.001]}]
+    spec, results = write_spec(dict(TOY, grid=grid, train=dict(TOY["train"], epochs=4))), tmp_path / "r"
+    out = sweep(spec, "--results-dir", results, "--backend", "ray", "--ray-address", RAY_ADDRESS, "--asha")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert len(check_store(results)) == 16
+
+
+@pytest.mark.parametrize("space,expected", [
+    ({"hiden_dim": {"low": 1, "high": 2}}, "unknown key 'hiden_dim'.*did you mean 'hidden_dim'"),
+    ({"train.lr": {"low": 0.1, "high": 0.01}}, "low must be below high"),
+    ({"train.lr": {"low": 0, "high": 1, "log": True}}, "a log range needs low > 0"),
+    ({"cell": {"choices": []}}, "at least 1 item"),
+    ({"cell": {}}, "give either choices"),
+])
+def test_bad_search_specs(write_spec, space, expected):
+    with pytest.raises(SpecError, match=expected):
+        load_spec(write_spec(dict(SEARCH, search=dict(SEARCH["search"], space=space))))
+
+
+def test_grid_sampler_needs_choices(write_spec, tmp_path):
+    spec = dict(SEARCH, search=dict(SEARCH["search"], sampler="grid"))
+    out = sweep(write_spec(spec), "--results-dir", tmp_path / "r")
+    assert out.returncode == 2 and "grid sampler needs choices for every parameter" in out.stderr
+    assert not (tmp_path / "r").exists()
