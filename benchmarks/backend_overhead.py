@@ -6,6 +6,8 @@ the time a worker slot spends per trial outside ``run_trial``'s own work
 (dispatch, result passing, worker start-up amortised over the sweep).
 
     python benchmarks/backend_overhead.py --backend local --trials 200
+    python benchmarks/backend_overhead.py --backend ray --trials 40 --ray-address 127.0.0.1:6390
+    python benchmarks/backend_overhead.py --backend slurm --trials 40
 """
 
 from __future__ import annotations
@@ -43,12 +45,16 @@ def main() -> None:
     p.add_argument("--backend", default="local")
     p.add_argument("--trials", type=int, default=200)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--ray-address")
     a = p.parse_args()
+    # the CLI's options for every backend, as launch/sweep.py would pass them
+    a.max_failures, a.asha, a.wait, a.array_parallelism = 0, False, True, None
+    a.partition = a.account = a.qos = a.constraint = a.gpus_per_node = None
     spec = SweepSpec.model_validate({**TRIVIAL, "seeds": list(range(a.trials))})
     trials = expand(spec)
-    with tempfile.TemporaryDirectory() as root:
+    with tempfile.TemporaryDirectory(dir=Path.cwd()) as root:  # SLURM jobs must see it
         jobs = [Job(t.id, t.config, root, {"sweep": "overhead", "profile": "mini", "label": t.label}) for t in trials]
-        backend = BACKENDS[a.backend]()(workers=a.workers)
+        backend = BACKENDS[a.backend]().from_cli(a, spec)
         start = time.perf_counter()
         backend.run(jobs, Quiet())
         makespan = time.perf_counter() - start

@@ -1,7 +1,6 @@
 """Analytic parameter counts equal real numel() sums; the matcher finds the closest size."""
 
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-import prernn
 from prernn import backbones
 from prernn.backbones.c3d import C3D
 from prernn.backbones.vgg import MiniVGG

@@ -75,7 +75,6 @@ def video_ids(root: Path, split: str) -> list[Path]:
 def read_frames(video: Path, size: int) -> tuple[dict[int, np.ndarray], tuple[int, int], int]:
     """{1-based index: (3, size, size) uint8} of every decodable frame, (width, height), bad count."""
     import av
-    from PIL import Image
 
     if not video.is_file():
         raise FileNotFoundError(f"300VW video missing: {video}")
