@@ -77,7 +77,7 @@ def record_stopped(job, status: str, started: datetime | None = None) -> None:
     if job.trial_id in store.statuses():
         return
     path = store.epochs_dir / f"{job.trial_id}.parquet"
-    history = store.epochs_schema.empty_table().to_pylist()
+    history = []
     if path.is_file():
         import pyarrow.parquet as pq
 

@@ -216,7 +216,9 @@ def run_search(spec, store, args, console: Console) -> int:
         study = search.run_local(spec, store.root, args.optuna_storage, meta,
                                  args.workers or default_workers(spec.resources.cpus))
     elif args.backend == "ray":
-        study = BACKENDS_RAY().from_cli(args, spec).run_search(spec, store.root, args.optuna_storage, meta)
+        from launch.backends import BACKENDS
+
+        study = BACKENDS["ray"]().from_cli(args, spec).run_search(spec, store.root, args.optuna_storage, meta)
     else:
         print(f"error: --backend {args.backend}: searches run on local or ray", file=sys.stderr)
         return 2
@@ -227,12 +229,6 @@ def run_search(spec, store, args, console: Console) -> int:
     for _, r in bad.iterrows():
         console.print(f"{r.status}: {r.id} {r.label}: {r.error}")
     return 1 if len(bad) else 0
-
-
-def BACKENDS_RAY():  # noqa: N802
-    from launch.backends import BACKENDS
-
-    return BACKENDS["ray"]()
 
 
 def report_outcome(spec, trials, store, console: Console) -> int:

@@ -77,3 +77,16 @@ def test_grid_sampler_needs_choices(write_spec, tmp_path):
     out = sweep(write_spec(spec), "--results-dir", tmp_path / "r")
     assert out.returncode == 2 and "grid sampler needs choices for every parameter" in out.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_search_in_an_rdb_storage(write_spec, tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    spec = dict(SEARCH, search=dict(SEARCH["search"], n_trials=3, pruner="none"))
+    out = sweep(write_spec(spec), "--results-dir", tmp_path / "r", "--optuna-storage", url)
+    assert out.returncode == 0, out.stdout + out.stderr
+    import optuna
+
+    study = optuna.load_study(study_name="toysearch-mini", storage=url)
+    assert len(study.trials) == 3 and not (tmp_path / "r" / "optuna.journal").exists()
+    stored = set(pd.read_parquet(tmp_path / "r" / "trials").id)
+    assert {t.user_attrs["trial_id"] for t in study.trials} == stored

@@ -129,6 +129,41 @@ class RayBackend:
         return True
 
 
+    def run_search(self, spec, store_root: Path, url: str | None, meta: dict):
+        """An Optuna search through Ray Tune's Optuna integration (same study storage as
+        local searches); ASHA stops unpromising trials unless the spec's pruner is none."""
+        import ray
+        from ray.tune.schedulers import ASHAScheduler
+        from ray.tune.search.optuna import OptunaSearch
+
+        from .. import search
+
+        study = search.load_study(spec, store_root, url)  # create it, then let OptunaSearch drive it
+        searcher = OptunaSearch(space={k: search.distribution(p) for k, p in spec.search.space.items()},
+                                metric=self.metric, mode=self.mode, sampler=search.sampler(spec),
+                                study_name=study.study_name, storage=search.storage(store_root, url))
+        scheduler = None
+        if spec.search.pruner != "none":
+            scheduler = ASHAScheduler(time_attr="epoch", max_t=spec.train.epochs, grace_period=1)
+        self._init()
+        _LIVE.update(events=_Lines(), job_for=lambda params: _search_job(spec, str(store_root), meta, params))
+        try:
+            trainable = tune.with_parameters(_search_trainable, spec_json=spec.model_dump(mode="json"),
+                                             store_root=str(store_root), meta=meta)
+            tune.Tuner(
+                tune.with_resources(trainable, {"cpu": self.resources.cpus, "gpu": self.resources.gpus}),
+                tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, metric=self.metric,
+                                            mode=self.mode, num_samples=spec.search.n_trials, reuse_actors=True),
+                run_config=tune.RunConfig(name="search", storage_path=str(Path(store_root).resolve() / "ray"),
+                                          verbose=0, failure_config=tune.FailureConfig(max_failures=self.max_failures),
+                                          callbacks=[_Progress()]),
+            ).fit()
+        finally:
+            _LIVE.clear()
+            ray.shutdown()
+        return search.load_study(spec, store_root, url)
+
+
 def _recorded(job: Job) -> str | None:
     from ..store import Store
 
@@ -144,40 +179,3 @@ class _Lines:
     def finished(self, trial_id: str, status: str | None) -> None:
         print(f"{status or 'stopped':9} {trial_id}", flush=True)
 
-
-def run_search(self, spec, store_root: Path, url: str | None, meta: dict):
-    """An Optuna search through Ray Tune's Optuna integration (same study storage as
-    local searches); ASHA stops unpromising trials unless the spec's pruner is none."""
-    import ray
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
-
-    from .. import search
-
-    study = search.load_study(spec, store_root, url)  # create it, then let OptunaSearch drive it
-    searcher = OptunaSearch(space={k: search.distribution(p) for k, p in spec.search.space.items()},
-                            metric=self.metric, mode=self.mode, sampler=search.sampler(spec),
-                            study_name=study.study_name, storage=search.storage(store_root, url))
-    scheduler = None
-    if spec.search.pruner != "none":
-        scheduler = ASHAScheduler(time_attr="epoch", max_t=spec.train.epochs, grace_period=1)
-    self._init()
-    _LIVE.update(events=_Lines(), job_for=lambda params: _search_job(spec, str(store_root), meta, params))
-    try:
-        trainable = tune.with_parameters(_search_trainable, spec_json=spec.model_dump(mode="json"),
-                                         store_root=str(store_root), meta=meta)
-        tune.Tuner(
-            tune.with_resources(trainable, {"cpu": self.resources.cpus, "gpu": self.resources.gpus}),
-            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, metric=self.metric,
-                                        mode=self.mode, num_samples=spec.search.n_trials, reuse_actors=True),
-            run_config=tune.RunConfig(name="search", storage_path=str(Path(store_root).resolve() / "ray"),
-                                      verbose=0, failure_config=tune.FailureConfig(max_failures=self.max_failures),
-                                      callbacks=[_Progress()]),
-        ).fit()
-    finally:
-        _LIVE.clear()
-        ray.shutdown()
-    return search.load_study(spec, store_root, url)
-
-
-RayBackend.run_search = run_search
