@@ -52,6 +52,7 @@ class DataConfig(Strict):
     frames: int = Field(16, ge=1, description="time steps per training sequence")
     size: int = Field(48, ge=8, description="frame side in pixels")
     seed: int = 0
+    augment: bool = False  # random scale, shift and flip per training sequence (prernn.data.augment)
     fail_at_epoch: int | None = Field(None, ge=0, description="fault injection, for tests")
 
     _source = field_validator("source")(lambda v: _registry_check(SOURCES, v))
@@ -92,8 +93,11 @@ class TrainConfig(Strict):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
     schedule: str = "step"
-    milestones: list[int] = []
-    gamma: float = Field(0.5, gt=0)
+    milestones: list[int] = []  # schedule: step
+    every: int = Field(10, ge=1)  # schedule: every
+    patience: int = Field(40, ge=0)  # schedule: plateau
+    gamma: float = Field(0.5, gt=0)  # the lr factor of step, every and plateau
+    min_lr: float = Field(0, ge=0)  # stop once the lr has fallen to this (0: never)
 
     _schedule = field_validator("schedule")(lambda v: _registry_check(SCHEDULES, v))
 

@@ -29,6 +29,7 @@ class Task:
     primary: str  # the metric a sweep reports and an optimiser targets
     mode: str  # "min" or "max" for the primary metric
     channels: int = 3  # network input channels (grey frames are repeated)
+    landmarks: bool = False  # targets are (x, y) points in the frame: augmentation moves them too
 
 
 TASKS: Registry[Task] = Registry("task")
@@ -49,7 +50,7 @@ def face_metrics(pred: Tensor, target: Tensor) -> dict[str, float]:
 TASKS.register("face")(Task(
     num_outputs=136, sources=("synthetic_face", "300vw"),
     loss=lambda p, t: landmark_distance(p, t).mean(), metrics=face_metrics, metric_names=("test_loss", "test_nme"),
-    primary="test_loss", mode="min",
+    primary="test_loss", mode="min", landmarks=True,
 ))
 TASKS.register("toy")(Task(
     num_outputs=2, sources=("toy",), loss=F.mse_loss,

@@ -24,7 +24,7 @@ from .data import SOURCES
 from .tasks import TASKS
 from .train.loop import Diverged, evaluate, train_epoch
 from .train.pretrain import cached_pretrained
-from .train.recipes import SCHEDULES, make_optimizer
+from .train.recipes import SCHEDULES, make_optimizer, step_schedule
 
 __all__ = ["Diverged", "build_network", "run_trial"]
 
@@ -76,7 +76,8 @@ def run_trial(cfg: dict, run_dir: str | Path, on_epoch: Callable[[dict, list[dic
     torch.manual_seed(cfg["seed"])
     net = build_network(cfg, backbone_weights(cfg, log))
     opt = make_optimizer(net, t["lr"], t["momentum"], t["weight_decay"])
-    sched = SCHEDULES[t["schedule"]](opt, milestones=t["milestones"], gamma=t["gamma"])
+    sched = SCHEDULES[t["schedule"]](opt, milestones=t["milestones"], gamma=t["gamma"], every=t["every"],
+                                     patience=t["patience"])
     history: list[dict] = []
     ckpt = run_dir / CHECKPOINT
     if ckpt.is_file():
@@ -89,15 +90,18 @@ def run_trial(cfg: dict, run_dir: str | Path, on_epoch: Callable[[dict, list[dic
     train, test = load_split(cfg, "train"), load_split(cfg, "test")
     fail_at = cfg["data"].get("fail_at_epoch")
     for epoch in range(len(history), t["epochs"]):
+        if t["min_lr"] and opt.param_groups[0]["lr"] <= t["min_lr"] * (1 + 1e-9):
+            log(f"stopping after epoch {epoch - 1}: lr reached train.min_lr = {t['min_lr']}")
+            break
         start = time.monotonic()
         if fail_at is not None and epoch == fail_at:  # fault injection for tests of the sweep machinery
             raise RuntimeError(f"injected failure at epoch {epoch} (data.fail_at_epoch)")
         torch.manual_seed(_epoch_seed(cfg["seed"], epoch))  # dropout etc.: same on resume
         g = torch.Generator().manual_seed(_epoch_seed(cfg["seed"], epoch))
         lr = opt.param_groups[0]["lr"]
-        train_loss = train_epoch(net, opt, train, task, t["batch_size"], g)
+        train_loss = train_epoch(net, opt, train, task, t["batch_size"], g, cfg["data"].get("augment", False))
         metrics = evaluate(net, test, task, t["batch_size"])
-        sched.step()
+        step_schedule(sched, train_loss)
         row = {"epoch": epoch, "train_loss": train_loss, "lr": lr, **metrics,
                "epoch_seconds": time.monotonic() - start}
         history.append(row)

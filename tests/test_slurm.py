@@ -45,7 +45,8 @@ def wait_for(predicate, timeout=120, every=0.5):
 @pytest.mark.slow
 def test_submit_returns_at_once_then_cancel_and_rerun(slurm_cluster, write_spec, tmp_path):
     grid = [{"model": "traditional", "cell": "gru", "hidden_dim": [4, 8, 16, 32]}]
-    slow = dict(TOY, grid=grid, train=dict(TOY["train"], epochs=30), data=dict(TOY["data"], train_videos=64, size=32))
+    # ~25 s a trial: the cancel (a fresh CLI process) must land while the first one runs, even on a busy CI
+    slow = dict(TOY, grid=grid, train=dict(TOY["train"], epochs=100), data=dict(TOY["data"], train_videos=64, size=32))
     spec, results = write_spec(slow), tmp_path / "r"
     start = time.monotonic()
     out = sweep(spec, "--results-dir", results, "--backend", "slurm", "--array-parallelism", "1")
@@ -61,7 +62,7 @@ def test_submit_returns_at_once_then_cancel_and_rerun(slurm_cluster, write_spec,
     rerun = sweep(spec, "--results-dir", results, "--backend", "slurm", "--wait")  # the same spec, cleanly
     assert rerun.returncode == 0 and "0 already recorded, 4 to run" in rerun.stdout, rerun.stdout + rerun.stderr
     df = pd.read_parquet(results / "trials")
-    assert len(df) == 4 and (df.status == "completed").all() and (df.epochs_done == 30).all()
+    assert len(df) == 4 and (df.status == "completed").all() and (df.epochs_done == 100).all()
 
 
 @pytest.mark.slow

@@ -67,7 +67,7 @@ BAD = [
     ("bad input init", {"grid": [{"model": "prernn", "cell": "gru", "input_init": "imagenet"}]}, [], "'pretrained' or 'random'"),
     ("source does not fit task", {"data": dict(TOY["data"], source="synthetic_face")}, [], "does not provide task 'toy'; allowed: toy"),
     ("unknown data source", {"data": dict(TOY["data"], source="300w")}, [], "unknown data source '300w'"),
-    ("unknown schedule", {"train": dict(TOY["train"], schedule="cosine")}, [], "unknown lr schedule 'cosine'.*known: constant, step"),
+    ("unknown schedule", {"train": dict(TOY["train"], schedule="cosine")}, [], "unknown lr schedule 'cosine'.*known: constant, every, plateau, step"),
     ("bad sweep name", {"name": "my sweep/1"}, [], r"name: .*pattern"),
     ("seeds empty", {"seeds": []}, [], r"seeds: .*at least 1 item"),
     ("pretrain without cache", {"backbone": {"name": "mini_vgg", "pretrained": "none", "pretrain": {"epochs": 1}}}, [], "pretrain applies only with pretrained: cache"),

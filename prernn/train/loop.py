@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..data import Split, to_input
+from ..data.augment import augment as augment_sequence
 from ..tasks import Task
 
 
@@ -15,15 +16,24 @@ class Diverged(FloatingPointError):
     """The training loss or a metric became NaN or infinite."""
 
 
+def _augmented(frames, targets, task: Task, generator: torch.Generator):
+    pairs = [augment_sequence(f, t if task.landmarks else None, generator) for f, t in zip(frames, targets)]
+    frames = torch.stack([f for f, _ in pairs])
+    return frames, (torch.stack([t for _, t in pairs]) if task.landmarks else targets)
+
+
 def train_epoch(net: nn.Module, opt: torch.optim.Optimizer, data: Split, task: Task,
-                batch_size: int, generator: torch.Generator) -> float:
+                batch_size: int, generator: torch.Generator, augment: bool = False) -> float:
     net.train()
     order = torch.randperm(len(data), generator=generator)
     total, seen = 0.0, 0
     for i in range(0, len(data), batch_size):
         idx = order[i:i + batch_size]
-        pred = net(to_input(data.frames[idx], task.channels))
-        loss = task.loss(pred, data.targets[idx])
+        frames, targets = data.frames[idx], data.targets[idx]
+        if augment:
+            frames, targets = _augmented(frames, targets, task, generator)
+        pred = net(to_input(frames, task.channels))
+        loss = task.loss(pred, targets)
         if not torch.isfinite(loss):
             raise Diverged(f"training loss is {loss.item()} at batch {i // batch_size}")
         opt.zero_grad(set_to_none=True)

@@ -1,0 +1,58 @@
+"""Augmentation: one transform per sequence, applied identically to frames and landmarks."""
+
+import numpy as np
+import torch
+
+from prernn.data.augment import augment, warp_frames, warp_landmarks
+from prernn.data.synthetic_face import MIRROR, face_template
+
+
+def test_flipped_face_landmarks_are_the_mirrored_permuted_originals():
+    pts = torch.tensor((face_template() * 0.5 + 0.5).reshape(1, 136), dtype=torch.float32)  # in [0, 1]
+    flipped = warp_landmarks(pts, {"s": 1.0, "tx": 0.0, "ty": 0.0, "flip": True}).unflatten(-1, (-1, 2))
+    mirrored = pts.unflatten(-1, (-1, 2)).clone()
+    mirrored[..., 0] = 1 - mirrored[..., 0]
+    torch.testing.assert_close(flipped, mirrored[:, torch.as_tensor(MIRROR)])
+    # the template is symmetric, so the flipped face is the face itself
+    torch.testing.assert_close(flipped, pts.unflatten(-1, (-1, 2)), atol=1e-6, rtol=0)
+
+
+def test_frames_and_landmarks_move_together():
+    H = W = 64
+    for t in ({"s": 1.2, "tx": 0.05, "ty": -0.08, "flip": True}, {"s": 0.9, "tx": -0.1, "ty": 0.02, "flip": False}):
+        frame = torch.zeros(1, 1, H, W, dtype=torch.uint8)
+        x, y = 20, 37  # a bright 3x3 blob
+        frame[0, 0, y - 1:y + 2, x - 1:x + 2] = 255
+        pts = torch.zeros(1, 136)
+        pts[0, :2] = torch.tensor([(x + 0.5) / W, (y + 0.5) / H])
+        out = warp_frames(frame, t)[0, 0].float()
+        peak = divmod(int(out.argmax()), W)  # (row, col)
+        where = warp_landmarks(pts, t)[0].unflatten(-1, (-1, 2))
+        point = where[0] if not t["flip"] else where[int(np.where(MIRROR == 0)[0][0])]
+        assert abs(point[0].item() * W - 0.5 - peak[1]) <= 1.5 and abs(point[1].item() * H - 0.5 - peak[0]) <= 1.5
+
+
+def test_same_transform_for_every_frame_and_deterministic():
+    frames = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
+    a, _ = augment(frames, None, torch.Generator().manual_seed(3))
+    b, _ = augment(frames, None, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and a.shape == frames.shape and a.dtype == torch.uint8
+    same = augment(frames[:1].expand(5, -1, -1, -1), None, torch.Generator().manual_seed(4))[0]
+    assert all(torch.equal(same[0], f) for f in same)
+
+
+def test_a_face_trial_trains_with_augmentation(tmp_path):
+    from prernn.trial import run_trial
+
+    cfg = {"task": "face", "seed": 0,
+           "data": {"source": "synthetic_face", "train_videos": 4, "test_videos": 2, "frames": 3, "size": 32,
+                    "seed": 0, "root": None, "augment": True},
+           "backbone": {"name": "mini_vgg", "pretrained": "none"},
+           "model": {"model": "prernn", "cell": "gru", "variant": "gate", "layers": ["fc6", "fc7"],
+                     "input_init": "pretrained", "recurrent_init": "zeros", "extra_layers": 0},
+           "train": {"epochs": 2, "batch_size": 2, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,
+                     "schedule": "constant", "milestones": [], "gamma": 0.5, "every": 10, "patience": 40,
+                     "min_lr": 0}}
+    a = run_trial(cfg, tmp_path / "a", log=lambda m: None)
+    b = run_trial({**cfg, "data": {**cfg["data"], "augment": False}}, tmp_path / "b", log=lambda m: None)
+    assert len(a["history"]) == 2 and a["history"][0]["train_loss"] != b["history"][0]["train_loss"]
