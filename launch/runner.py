@@ -74,7 +74,7 @@ def record_stopped(job, status: str, started: datetime | None = None) -> None:
     """Record a trial that a scheduler stopped before it could record itself (e.g. ASHA
     pruning): its last finished epoch's metrics, status ``pruned``."""
     store = Store(job.store_root, job.config["task"])
-    if job.trial_id in store.statuses():
+    if store.status(job.trial_id) is not None:
         return
     path = store.epochs_dir / f"{job.trial_id}.parquet"
     history = []

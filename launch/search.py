@@ -90,7 +90,7 @@ def objective(spec: SweepSpec, store_root: str, meta: dict):
         except SpecError as e:  # a sampled combination the model does not allow (e.g. vrnn + sih)
             raise optuna.TrialPruned(f"invalid combination: {e}") from None
         trial.set_user_attr("trial_id", t.id)
-        if store.statuses().get(t.id) != "completed":
+        if store.status(t.id) != "completed":
 
             def report(row: dict) -> None:
                 trial.report(row[metric], row["epoch"])
@@ -102,8 +102,7 @@ def objective(spec: SweepSpec, store_root: str, meta: dict):
                 raise optuna.TrialPruned()
             if status != "completed":
                 raise RuntimeError(f"trial {t.id} {status}")
-        row = store.trials().to_pandas().set_index("id").loc[t.id]
-        return float(row[metric])
+        return float(store.row(t.id, [metric])[metric])
 
     return run
 

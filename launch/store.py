@@ -146,12 +146,17 @@ class Store:
     def write_trial(self, row: dict) -> None:
         _write_atomic(pa.Table.from_pylist([row], schema=self.trials_schema), self.trials_dir / f"{row['id']}.parquet")
 
-    def status(self, trial_id: str) -> str | None:
-        path = self.trials_dir / f"{trial_id}.parquet"
+    def row(self, trial_id: str, columns: list[str] | None = None) -> dict | None:
+        """One trial's recorded row (reads only its own file), or None."""
         try:
-            return pq.read_table(path, columns=["status"])["status"][0].as_py()
-        except (FileNotFoundError, pa.ArrowInvalid, IndexError):
+            rows = pq.read_table(self.trials_dir / f"{trial_id}.parquet", columns=columns).to_pylist()
+        except (FileNotFoundError, pa.ArrowInvalid):
             return None
+        return rows[0] if rows else None
+
+    def status(self, trial_id: str) -> str | None:
+        row = self.row(trial_id, ["status"])
+        return row and row["status"]
 
     def statuses(self) -> dict[str, str]:
         """id -> status of every recorded trial."""

@@ -167,7 +167,7 @@ class RayBackend:
 def _recorded(job: Job) -> str | None:
     from ..store import Store
 
-    return Store(job.store_root, job.config["task"]).statuses().get(job.trial_id)
+    return Store(job.store_root, job.config["task"]).status(job.trial_id)
 
 
 class _Lines:
