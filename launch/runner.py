@@ -84,16 +84,19 @@ def record_stopped(job, status: str, started: datetime | None = None) -> None:
         history = pq.read_table(path).to_pylist()
     metrics = {k: v for k, v in (history[-1] if history else {}).items()
                if k not in ("id", "epoch", "lr", "epoch_seconds")}
+    # the trial ran elsewhere: its wall and CPU time are unknown here (null), not zero
     record(store, job.trial_id, job.config, job.meta, status, None, history, metrics, None,
-           started or datetime.now(timezone.utc), time.monotonic(), time.process_time())
+           started or datetime.now(timezone.utc), None, None)
 
 
 def record(store: Store, trial_id: str, config: dict, meta: dict, status: str, error: str | None,
-           history: list, metrics: dict, parameters: int | None, started, t0: float, c0: float) -> None:
+           history: list, metrics: dict, parameters: int | None, started, t0: float | None,
+           c0: float | None) -> None:
     store.write_trial({
         "id": trial_id, "sweep": meta["sweep"], "profile": meta["profile"], "label": meta.get("label"),
         "status": status, "error": error, "epochs_done": len(history), "parameters": parameters,
-        "wall_seconds": time.monotonic() - t0, "cpu_seconds": time.process_time() - c0,
+        "wall_seconds": None if t0 is None else time.monotonic() - t0,
+        "cpu_seconds": None if c0 is None else time.process_time() - c0,
         "host": socket.gethostname(), "pid": os.getpid(), "worker": meta.get("worker"),
         "git_commit": meta.get("git_commit"), "started_at": started, "finished_at": datetime.now(timezone.utc),
         **flatten(config), **metrics,

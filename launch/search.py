@@ -94,7 +94,8 @@ def objective(spec: SweepSpec, store_root: str, meta: dict):
 
             def report(row: dict) -> None:
                 trial.report(row[metric], row["epoch"])
-                if trial.should_prune():
+                # after the last epoch there is nothing left to save: a finished trial is completed
+                if row["epoch"] + 1 < t.config["train"]["epochs"] and trial.should_prune():
                     raise Pruned
 
             status = execute(t.id, t.config, store_root, {**meta, "label": t.label}, report=report)
@@ -107,30 +108,35 @@ def objective(spec: SweepSpec, store_root: str, meta: dict):
     return run
 
 
-def _worker(spec_json: dict, store_root: str, url: str | None, meta: dict, threads: int, index: int) -> int:
+def _worker(spec_json: dict, store_root: str, url: str | None, meta: dict, threads: int, index: int,
+            share: int) -> int:
     from .backends.local import _init_worker
 
     _init_worker(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = SweepSpec.model_validate(spec_json)
     study = load_study(spec, Path(store_root), url, index)
-    stop = optuna.study.MaxTrialsCallback(spec.search.n_trials, states=None)  # shared budget across workers
     study.optimize(objective(spec, store_root, {**meta, "worker": f"optuna/{os.getpid()}"}),
-                   callbacks=[stop], catch=(RuntimeError,))
+                   n_trials=share, catch=(RuntimeError,))
     return len(study.trials)
 
 
 def run_local(spec: SweepSpec, store_root: Path, url: str | None, meta: dict, workers: int) -> optuna.Study:
-    """``workers`` processes optimise one shared study until it holds ``n_trials`` trials."""
+    """``workers`` processes optimise one shared study until it holds ``n_trials`` trials.
+
+    Each worker gets a fixed share of the remaining budget: a shared "stop at n" check
+    after each trial lets concurrent workers overshoot it."""
     import multiprocessing as mp
 
     study = load_study(spec, store_root, url)  # create it once, before the workers race to
     if len(study.trials) >= spec.search.n_trials:
         return study
-    workers = max(1, min(workers, spec.search.n_trials - len(study.trials)))
+    remaining = spec.search.n_trials - len(study.trials)
+    workers = max(1, min(workers, remaining))
+    shares = [remaining // workers + (i < remaining % workers) for i in range(workers)]
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
         futures = [pool.submit(_worker, spec.model_dump(mode="json"), str(store_root), url, meta,
-                               spec.resources.cpus, i) for i in range(workers)]
+                               spec.resources.cpus, i, share) for i, share in enumerate(shares)]
         wait(futures)
         for f in futures:
             f.result()

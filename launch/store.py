@@ -5,6 +5,10 @@
     <root>/epochs/<id>.parquet    one row per finished epoch of that trial
     <root>/runs/<id>/             checkpoint.pt and log.txt of a trial (resume state)
 
+A trial's status is ``completed``, ``failed`` (it raised; ``error`` says why),
+``diverged`` (NaN/inf loss or metric) or ``pruned`` (stopped early by a search or
+scheduler, with its last epoch's metrics).
+
 Every file is written to a hidden temp file in its directory and renamed into
 place, so readers (and concurrent writers on a shared filesystem, e.g. SLURM
 array tasks) never see a partial file; readers skip hidden files. A trial's
@@ -32,8 +36,6 @@ import yaml
 from prernn.tasks import TASKS
 
 from .spec import ModelConfig, SweepSpec
-
-STATUSES = ("completed", "failed", "diverged", "pruned")
 
 # provenance and outcome columns of the trials table, besides config and metrics
 RUN_COLUMNS = {

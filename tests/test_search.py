@@ -57,7 +57,9 @@ def test_ray_grid_with_asha_records_pruned(ray_cluster, write_spec, tmp_path):
     spec, results = write_spec(dict(TOY, grid=grid, train=dict(TOY["train"], epochs=4))), tmp_path / "r"
     out = sweep(spec, "--results-dir", results, "--backend", "ray", "--ray-address", RAY_ADDRESS, "--asha")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert len(check_store(results)) == 16
+    df = check_store(results)
+    assert len(df) == 16
+    assert df[df.status == "pruned"].wall_seconds.isna().all()  # stopped elsewhere: time unknown, not 0
 
 
 @pytest.mark.parametrize("space,expected", [
