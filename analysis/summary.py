@@ -85,7 +85,34 @@ def table2(trials: pd.DataFrame, metric: str) -> tuple[list[str], list[list[str]
     return ["cell"] + [f"{c} | paper" for c in columns], rows
 
 
-LAYOUTS = {"table1": table1, "table2": table2}
+def table3(trials: pd.DataFrame, metric: str) -> tuple[list[str], list[list[str]]]:
+    """Cells x (PreRNN, PreRNN-SIH) x input init, plus traditional; VRNN has no SIH ("n/a")."""
+    ref = reference("table3")
+    done = trials[trials.status == "completed"]
+    columns = [("prernn", "gate", "pretrained"), ("prernn", "gate", "random"),
+               ("prernn-sih", "sih", "pretrained"), ("prernn-sih", "sih", "random"), ("traditional", None, "")]
+    header = ["cell"] + [f"{m} {i} | paper".replace("  ", " ") for m, _, i in columns]
+    rows = []
+    for cell, name in CELL_NAMES.items():
+        row = [name]
+        for model, variant, init in columns:
+            r = ref[(ref.cell == name) & (ref.model == model) & (ref.input_init == init)]
+            c = done["model.cell"] == cell
+            if variant is None:
+                sel = done[c & (done["model.model"] == "traditional")]
+            else:
+                sel = done[c & (done["model.model"] == "prernn") & (done["model.variant"] == variant)
+                           & (done["model.input_init"] == init)]
+            if variant == "sih" and cell == "vrnn":
+                row.append("n/a")
+                continue
+            row.append(_fmt(sel[metric].mean() if len(sel) else None, r.accuracy.iloc[0] if len(r) else None,
+                            len(sel)))
+        rows.append(row)
+    return header, rows
+
+
+LAYOUTS = {"table1": table1, "table2": table2, "table3": table3}
 
 
 def summary(trials: pd.DataFrame, reference_table: str | None, metric: str) -> tuple[list[str], list[list[str]]]:

@@ -104,10 +104,12 @@ def record(store: Store, trial_id: str, config: dict, meta: dict, status: str, e
 
 
 def ensure_pretrained(config: dict, log=print) -> None:
-    """Train (or find) the cached mini pre-training once, before trials start."""
+    """Train (or find) the cached mini pre-training once per stream, before trials start."""
+    from prernn.tasks import TASKS
     from prernn.trial import backbone_weights
 
-    backbone_weights(config, log)
+    for stream in TASKS[config["task"]].streams:
+        backbone_weights(config, stream, log=log)
 
 
 def set_threads(n: int) -> None:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import optuna
 
+from prernn.trial import total_epochs
+
 from .expand import Trial, expand
 from .spec import SpecError, SweepSpec
 
@@ -95,7 +97,7 @@ def objective(spec: SweepSpec, store_root: str, meta: dict):
             def report(row: dict) -> None:
                 trial.report(row[metric], row["epoch"])
                 # after the last epoch there is nothing left to save: a finished trial is completed
-                if row["epoch"] + 1 < t.config["train"]["epochs"] and trial.should_prune():
+                if row["epoch"] + 1 < total_epochs(t.config) and trial.should_prune():
                     raise Pruned
 
             status = execute(t.id, t.config, store_root, {**meta, "label": t.label}, report=report)

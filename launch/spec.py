@@ -47,10 +47,12 @@ class Strict(BaseModel):
 class DataConfig(Strict):
     source: str
     root: str | None = None  # real datasets' directory (paper profiles)
-    train_videos: int = Field(96, ge=1)
-    test_videos: int = Field(32, ge=1)
-    frames: int = Field(16, ge=1, description="time steps per training sequence")
+    train_videos: int | None = Field(96, ge=1, description="videos (clips for 300VW) per split; null: all")
+    test_videos: int | None = Field(32, ge=1)
+    frames: int = Field(16, ge=1, description="time steps per sequence")
     size: int = Field(48, ge=8, description="frame side in pixels")
+    clip_frames: int = Field(16, ge=1, description="gesture: frames per C3D clip (one clip per step)")
+    flow_stack: int = Field(10, ge=1, description="action: flow fields stacked per temporal-stream step")
     seed: int = 0
     augment: bool = False  # random scale, shift and flip per training sequence (prernn.data.augment)
     fail_at_epoch: int | None = Field(None, ge=0, description="fault injection, for tests")
@@ -68,6 +70,7 @@ class PretrainConfig(Strict):
     epochs: int = Field(6, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(0.01, gt=0)
+    optimizer: Literal["sgd", "adam"] = "sgd"  # adam trains the deep plain mini C3D from scratch; SGD does not
 
 
 class BackboneConfig(Strict):
@@ -98,6 +101,9 @@ class TrainConfig(Strict):
     patience: int = Field(40, ge=0)  # schedule: plateau
     gamma: float = Field(0.5, gt=0)  # the lr factor of step, every and plateau
     min_lr: float = Field(0, ge=0)  # stop once the lr has fallen to this (0: never)
+    # two-stream tasks: the temporal stream's own lr and epochs (default: lr and epochs)
+    temporal_lr: float | None = Field(None, gt=0)
+    temporal_epochs: int | None = Field(None, ge=1)
 
     _schedule = field_validator("schedule")(lambda v: _registry_check(SCHEDULES, v))
 
@@ -263,6 +269,13 @@ class SweepSpec(Strict):
         if self.data.source not in TASKS[self.task].sources:
             raise ValueError(f"data.source {self.data.source!r} does not provide task {self.task!r}; "
                              f"allowed: {', '.join(TASKS[self.task].sources)}")
+        if self.data.root is None and None in (self.data.train_videos, self.data.test_videos):
+            raise ValueError("data.train_videos / test_videos: null (every video) needs a real dataset "
+                             "(data.root); generated sources need a number")
+        two = len(TASKS[self.task].streams) > 1
+        if not two and (self.train.temporal_lr is not None or self.train.temporal_epochs is not None):
+            raise ValueError(f"train.temporal_lr / temporal_epochs apply to two-stream tasks (action), "
+                             f"not {self.task!r}")
         return self
 
 

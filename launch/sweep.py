@@ -38,6 +38,8 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     p.add_argument("--profile", help="profile from the spec's `profiles:` (default: the spec's `profile`, else mini)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any field of the merged spec, e.g. --set train.epochs=2 (repeatable)")
+    p.add_argument("--data-root", metavar="DIR",
+                   help="the real dataset's directory (paper profiles); short for --set data.root=DIR")
     p.add_argument("--results-dir", type=Path, help="the sweep's store (default: results/<sweep name>/)")
     if command == "run":
         p.add_argument("--backend", default="local", help="where trials run (default: local)")
@@ -79,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         from launch.expand import expand
         from launch.spec import load_spec
 
-        spec = load_spec(args.spec, args.profile, args.set)
+        overrides = args.set + ([f"data.root={args.data_root}"] if args.data_root else [])
+        spec = load_spec(args.spec, args.profile, overrides)
         trials = expand(spec, args.spec)
         results = args.results_dir or Path("results") / spec.name
         if command == "status":
@@ -136,11 +139,14 @@ def dry_run(spec, trials, console: Console) -> int:
     total = 0.0
     for t in trials:
         c = estimate(t.config)
-        total += c["train_tflop"]
-        table.add_row(t.id, t.label, str(t.config["seed"]), f"{c['parameters']:,}", f"{c['train_tflop']:.2f}",
-                      f"{c['memory_gb']:.2f}")
+        tflop = "? (all videos)" if c["train_tflop"] is None else f"{c['train_tflop']:.2f}"
+        total += c["train_tflop"] or 0.0
+        table.add_row(t.id, t.label, str(t.config["seed"]), f"{c['parameters']:,}", tflop, f"{c['memory_gb']:.2f}")
     console.print(table)
-    console.print(f"total training compute: {total:.1f} TFLOP")
+    if None in (spec.data.train_videos, spec.data.test_videos):
+        console.print("training compute: depends on the number of videos found in data.root")
+    else:
+        console.print(f"total training compute: {total:.1f} TFLOP")
     return 0
 
 

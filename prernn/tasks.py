@@ -5,7 +5,17 @@
          true landmarks, in frame-size-normalised coordinates (our normalisation);
          also the inter-ocular normalised error (outer eye corners, points 36 and 45).
          The training loss is the same distance (ours; the paper does not say).
-  toy    a milliseconds-long regression for testing the sweep machinery.
+  gesture  one class per video (nvGesture, 25 classes / synthetic gestures, 10 of them).
+  action   one class per video (UCF101, 101 classes / synthetic actions, 10 of them),
+           two streams: a spatial (RGB) and a temporal (optical flow) network,
+           trained separately, fused by averaging their softmax (the paper's setup).
+  toy      a milliseconds-long regression for testing the sweep machinery.
+
+Classification (ours where the paper is silent): every time step predicts the
+video's class and the training loss is the cross-entropy averaged over steps; a
+video's prediction is the softmax averaged over its steps (and, for action, over
+the two streams); its testing loss is the cross-entropy of that prediction. The head always has the paper's number of classes; the
+synthetic data use the first ten.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -30,6 +41,7 @@ class Task:
     mode: str  # "min" or "max" for the primary metric
     channels: int = 3  # network input channels (grey frames are repeated)
     landmarks: bool = False  # targets are (x, y) points in the frame: augmentation moves them too
+    streams: tuple[str, ...] = ("spatial",)  # one network per stream; two streams are fused
 
 
 TASKS: Registry[Task] = Registry("task")
@@ -51,6 +63,43 @@ TASKS.register("face")(Task(
     num_outputs=136, sources=("synthetic_face", "300vw"),
     loss=lambda p, t: landmark_distance(p, t).mean(), metrics=face_metrics, metric_names=("test_loss", "test_nme"),
     primary="test_loss", mode="min", landmarks=True,
+))
+def class_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """pred (B, T, K) per-step logits (or (B, K)), target (B,) classes -> mean cross-entropy."""
+    if pred.dim() == 3:
+        target = target[:, None].expand(pred.shape[:2])
+    return F.cross_entropy(pred.flatten(0, -2), target.flatten())
+
+
+def video_probabilities(pred: Tensor) -> Tensor:
+    """(N, T, K) logits -> (N, K): the softmax averaged over time steps."""
+    return pred.softmax(-1).mean(1)
+
+
+def class_metrics(pred: Tensor, target: Tensor) -> dict[str, float]:
+    p = video_probabilities(pred)
+    return {"test_accuracy": (p.argmax(-1) == target).float().mean().item(),
+            "test_loss": F.nll_loss(p.clamp_min(1e-12).log(), target).item()}
+
+
+def fused_metrics(preds: dict[str, Tensor], target: Tensor) -> dict[str, float]:
+    """Two-stream metrics: each stream's accuracy and the fused (averaged softmax) one."""
+    probs = {name: video_probabilities(p) for name, p in preds.items()}
+    out = {f"test_accuracy_{name}": (p.argmax(-1) == target).float().mean().item() for name, p in probs.items()}
+    fused = torch.stack(list(probs.values())).mean(0)
+    out["test_accuracy"] = (fused.argmax(-1) == target).float().mean().item()
+    out["test_loss"] = F.nll_loss(fused.clamp_min(1e-12).log(), target).item()
+    return out
+
+
+TASKS.register("gesture")(Task(
+    num_outputs=25, sources=("synthetic_gesture", "nvgesture"), loss=class_loss, metrics=class_metrics,
+    metric_names=("test_accuracy", "test_loss"), primary="test_accuracy", mode="max",
+))
+TASKS.register("action")(Task(
+    num_outputs=101, sources=("synthetic_action", "ucf101"), loss=class_loss, metrics=fused_metrics,
+    metric_names=("test_accuracy", "test_accuracy_spatial", "test_accuracy_temporal", "test_loss"),
+    primary="test_accuracy", mode="max", streams=("spatial", "temporal"),
 ))
 TASKS.register("toy")(Task(
     num_outputs=2, sources=("toy",), loss=F.mse_loss,

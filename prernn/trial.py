@@ -7,13 +7,15 @@ split, appends a row of metrics to the history and atomically rewrites
 ``run_dir/checkpoint.pt`` (model, optimiser, schedule, history); a rerun with the
 same ``run_dir`` resumes after the last finished epoch and ends with the same
 numbers as an uninterrupted run (randomness is re-seeded from (seed, epoch)).
-A NaN/inf loss or metric raises ``Diverged``.
+A NaN/inf loss or metric raises ``Diverged``. Two-stream tasks (action) train
+one network per stream in the same trial and report the fused metrics.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +24,7 @@ import torch
 from . import backbones, make_recurrent, make_traditional
 from .data import SOURCES
 from .tasks import TASKS
-from .train.loop import Diverged, evaluate, train_epoch
+from .train.loop import Diverged, evaluate_predictions, predict, train_epoch
 from .train.pretrain import cached_pretrained
 from .train.recipes import SCHEDULES, make_optimizer, step_schedule
 
@@ -35,19 +37,38 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
-def backbone_weights(cfg: dict, log=print):
+def backbone_weights(cfg: dict, stream: str = "spatial", log=print):
     """backbone.pretrained: "cache" (mini pre-training), "default" (the published
-    file, looked up locally), "none" (random init), or a file path."""
+    file, looked up locally), "none" (random init), or a file path. A temporal
+    stream starts from the same file (its first conv adapted to flow, see resnet.py)
+    or, with "cache", from its own pre-training on flow."""
     b = cfg["backbone"]
     how = b["pretrained"]
     if how == "cache":
-        return cached_pretrained(b["name"], cfg["task"], cfg["data"]["source"], b["pretrain"], log=log)
+        return cached_pretrained(b["name"], cfg["task"], cfg["data"]["source"], b["pretrain"], log=log,
+                                 **stream_inputs(cfg, stream))
     return {"default": True, "none": False}.get(how, how)
 
 
-def build_network(cfg: dict, pretrained=False) -> torch.nn.Module:
+def stream_inputs(cfg: dict, stream: str) -> dict:
+    """What a stream's network reads: the stream name, and for clip/flow data their lengths."""
+    d = cfg["data"]
+    out = {"stream": stream}
+    if cfg["task"] == "gesture":
+        out["clip_frames"] = d["clip_frames"]
+    if stream == "temporal":
+        out["flow_stack"] = d["flow_stack"]
+    return out
+
+
+def backbone_kwargs(cfg: dict, stream: str) -> dict:
+    return {"in_channels": 2 * cfg["data"]["flow_stack"]} if stream == "temporal" else {}
+
+
+def build_network(cfg: dict, pretrained=False, stream: str = "spatial") -> torch.nn.Module:
     task, m = TASKS[cfg["task"]], cfg["model"]
-    backbone = backbones.create(cfg["backbone"]["name"], pretrained=pretrained, num_outputs=task.num_outputs)
+    backbone = backbones.create(cfg["backbone"]["name"], pretrained=pretrained, num_outputs=task.num_outputs,
+                                **backbone_kwargs(cfg, stream))
     if m["model"] == "traditional":
         return make_traditional(backbone, m["cell"], m["hidden_dim"], m["num_layers"])
     return make_recurrent(backbone, layers=m["layers"], cell=m["cell"], variant=m["variant"],
@@ -57,7 +78,9 @@ def build_network(cfg: dict, pretrained=False) -> torch.nn.Module:
 
 def load_split(cfg: dict, split: str):
     d = cfg["data"]
-    return SOURCES[d["source"]](split, d[f"{split}_videos"], d["frames"], d["size"], d["seed"], d["root"])
+    return SOURCES[d["source"]](split, videos=d[f"{split}_videos"], frames=d["frames"], size=d["size"],
+                                seed=d["seed"], root=d["root"], clip_frames=d["clip_frames"],
+                                flow_stack=d["flow_stack"])
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -66,49 +89,109 @@ def _save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+@dataclass
+class Stream:
+    """One network of a trial with its optimiser, schedule and epoch budget (two for action)."""
+
+    name: str
+    net: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: object
+    epochs: int
+    stopped: bool = False
+
+    def state(self) -> dict:
+        return {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+                "schedule": self.sched.state_dict(), "stopped": self.stopped}
+
+    def load(self, state: dict) -> None:
+        self.net.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["schedule"])
+        self.stopped = state["stopped"]
+
+    @property
+    def lr(self) -> float:
+        return self.opt.param_groups[0]["lr"]
+
+
+def make_streams(cfg: dict, log=print) -> list[Stream]:
+    """The paper's two-stream setup trains each stream with its own lr and epochs
+    (action: spatial 3e-3 / 90, temporal 1e-2 / 100)."""
+    task, t = TASKS[cfg["task"]], cfg["train"]
+    streams = []
+    for name in task.streams:
+        temporal = name == "temporal"
+        lr = t["temporal_lr"] if temporal and t.get("temporal_lr") else t["lr"]
+        epochs = t["temporal_epochs"] if temporal and t.get("temporal_epochs") else t["epochs"]
+        net = build_network(cfg, backbone_weights(cfg, name, log), name)
+        opt = make_optimizer(net, lr, t["momentum"], t["weight_decay"])
+        sched = SCHEDULES[t["schedule"]](opt, milestones=t["milestones"], gamma=t["gamma"], every=t["every"],
+                                         patience=t["patience"])
+        streams.append(Stream(name, net, opt, sched, epochs))
+    return streams
+
+
+def total_epochs(cfg: dict) -> int:
+    t = cfg["train"]
+    return max(t["epochs"], t.get("temporal_epochs") or 0) if len(TASKS[cfg["task"]].streams) > 1 else t["epochs"]
+
+
 def run_trial(cfg: dict, run_dir: str | Path, on_epoch: Callable[[dict, list[dict]], None] | None = None,
               log: Callable[[str], None] = print) -> dict:
     """Train ``cfg`` to its last epoch (resuming from ``run_dir``); return
-    {"metrics": last epoch's metrics, "history": per-epoch rows, "parameters": n}."""
+    {"metrics": last epoch's metrics, "history": per-epoch rows, "parameters": n}.
+
+    Each epoch trains every stream that has epochs left, evaluates all of them and
+    records one row (train_loss: the mean over the streams trained; lr: the first's)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     task, t = TASKS[cfg["task"]], cfg["train"]
     torch.manual_seed(cfg["seed"])
-    net = build_network(cfg, backbone_weights(cfg, log))
-    opt = make_optimizer(net, t["lr"], t["momentum"], t["weight_decay"])
-    sched = SCHEDULES[t["schedule"]](opt, milestones=t["milestones"], gamma=t["gamma"], every=t["every"],
-                                     patience=t["patience"])
+    streams = make_streams(cfg, log)
     history: list[dict] = []
     ckpt = run_dir / CHECKPOINT
     if ckpt.is_file():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["schedule"])
+        for s in streams:
+            s.load(state["streams"][s.name])
         history = state["history"]
         log(f"resuming after epoch {len(history)}")
     train, test = load_split(cfg, "train"), load_split(cfg, "test")
     fail_at = cfg["data"].get("fail_at_epoch")
-    for epoch in range(len(history), t["epochs"]):
-        if t["min_lr"] and opt.param_groups[0]["lr"] <= t["min_lr"] * (1 + 1e-9):
-            log(f"stopping after epoch {epoch - 1}: lr reached train.min_lr = {t['min_lr']}")
+    preds: dict[str, torch.Tensor] = {}
+    for epoch in range(len(history), total_epochs(cfg)):
+        for s in streams:
+            if not s.stopped and t["min_lr"] and s.lr <= t["min_lr"] * (1 + 1e-9):
+                s.stopped = True
+                log(f"{s.name} stream: stopping after epoch {epoch - 1}: lr reached train.min_lr = {t['min_lr']}")
+        active = [s for s in streams if not s.stopped and epoch < s.epochs]
+        if not active:
             break
         start = time.monotonic()
         if fail_at is not None and epoch == fail_at:  # fault injection for tests of the sweep machinery
             raise RuntimeError(f"injected failure at epoch {epoch} (data.fail_at_epoch)")
-        torch.manual_seed(_epoch_seed(cfg["seed"], epoch))  # dropout etc.: same on resume
-        g = torch.Generator().manual_seed(_epoch_seed(cfg["seed"], epoch))
-        lr = opt.param_groups[0]["lr"]
-        train_loss = train_epoch(net, opt, train, task, t["batch_size"], g, cfg["data"].get("augment", False))
-        metrics = evaluate(net, test, task, t["batch_size"])
-        step_schedule(sched, train_loss)
-        row = {"epoch": epoch, "train_loss": train_loss, "lr": lr, **metrics,
+        losses = []
+        for s in active:
+            torch.manual_seed(_epoch_seed(cfg["seed"], epoch))  # dropout etc.: same on resume
+            g = torch.Generator().manual_seed(_epoch_seed(cfg["seed"], epoch))
+            losses.append(train_epoch(s.net, s.opt, train.stream(s.name), task, t["batch_size"], g,
+                                      cfg["data"].get("augment", False)))
+        for s in streams:
+            if s in active or s.name not in preds:
+                preds[s.name] = predict(s.net, test.stream(s.name), task, t["batch_size"])
+        metrics = evaluate_predictions(task, preds, test.targets)
+        lr = streams[0].lr
+        for s, loss in zip(active, losses):
+            step_schedule(s.sched, loss)
+        row = {"epoch": epoch, "train_loss": sum(losses) / len(losses), "lr": lr, **metrics,
                "epoch_seconds": time.monotonic() - start}
         history.append(row)
-        _save_atomic({"model": net.state_dict(), "optimizer": opt.state_dict(),
-                      "schedule": sched.state_dict(), "history": history}, ckpt)
+        _save_atomic({"streams": {s.name: s.state() for s in streams}, "history": history}, ckpt)
         if on_epoch:
             on_epoch(row, history)
-    parameters = sum(p.numel() for p in net.parameters())
+    if not history:
+        raise RuntimeError("no epoch ran: every stream stopped before its first epoch (check train.min_lr)")
+    parameters = sum(p.numel() for s in streams for p in s.net.parameters())
     final = {k: v for k, v in history[-1].items() if k not in ("epoch", "lr", "epoch_seconds")}
     return {"metrics": final, "history": history, "parameters": parameters}

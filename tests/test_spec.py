@@ -51,7 +51,7 @@ BAD = [
     ("wrong type", {"train": dict(TOY["train"], batch_size="eight")}, [], r"train\.batch_size: .*valid integer.*'eight'"),
     ("negative lr", {"train": dict(TOY["train"], lr=-0.1)}, [], r"train\.lr: .*greater than 0"),
     ("missing task", {"task": None}, [], r"task: .*got None"),
-    ("unknown task", {"task": "faces"}, [], "unknown task 'faces'.*known: face, toy"),
+    ("unknown task", {"task": "faces"}, [], "unknown task 'faces'.*known: action, face, gesture, toy.*did you mean 'face'"),
     ("unknown backbone", {"backbone": {"name": "vgg19", "pretrained": "none"}}, [], "unknown backbone 'vgg19'.*did you mean 'vgg16'"),
     ("unknown cell", {"grid": [{"model": "traditional", "cell": "lstn", "hidden_dim": 4}]}, [], r"grid\.0 .*unknown cell 'lstn'.*known: gru, lstm, vrnn"),
     ("unknown model kind", {"grid": [{"model": "rnn", "cell": "gru", "hidden_dim": 4}]}, [], r"grid\.0.*'prernn' or 'traditional'"),

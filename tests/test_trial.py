@@ -30,7 +30,8 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(write_spec, tmp_pa
 def test_checkpoint_loads_with_weights_only(write_spec, tmp_path):
     run_trial(config(write_spec), tmp_path, log=lambda m: None)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert set(state) == {"model", "optimizer", "schedule", "history"} and len(state["history"]) == 4
+    assert set(state) == {"streams", "history"} and len(state["history"]) == 4
+    assert set(state["streams"]["spatial"]) == {"model", "optimizer", "schedule", "stopped"}
 
 
 def test_nan_loss_raises_diverged(write_spec, tmp_path):

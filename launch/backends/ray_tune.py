@@ -84,7 +84,7 @@ class RayBackend:
 
         task = TASKS[spec.task]
         return cls(spec.resources, args.ray_address, args.max_failures, args.asha, task.primary, task.mode,
-                   spec.train.epochs)
+                   max(spec.train.epochs, spec.train.temporal_epochs or 0))
 
     def active_trials(self, store_root) -> set[str]:
         return set()  # the launcher blocks until Tune is done
@@ -144,7 +144,8 @@ class RayBackend:
                                 study_name=study.study_name, storage=search.storage(store_root, url))
         scheduler = None
         if spec.search.pruner != "none":
-            scheduler = ASHAScheduler(time_attr="epoch", max_t=spec.train.epochs, grace_period=1)
+            scheduler = ASHAScheduler(time_attr="epoch", max_t=max(spec.train.epochs, spec.train.temporal_epochs or 0),
+                                      grace_period=1)
         self._init()
         _LIVE.update(events=_Lines(), job_for=lambda params: _search_job(spec, str(store_root), meta, params))
         try:

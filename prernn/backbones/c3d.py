@@ -30,6 +30,12 @@ class C3D(nn.Module):
         self.pool5 = nn.MaxPool3d(2, 2, padding=(0, 1, 1))
         self.fc6, self.fc7, self.fc8 = nn.Linear(fc6_in, fc), nn.Linear(fc, fc), nn.Linear(fc, num_classes)
         self.relu, self.dropout = nn.ReLU(), nn.Dropout(0.5)
+        # He init for random weights (ours): with torch's default init the signal of eight plain
+        # conv layers and two fc layers fades to nothing and a randomly initialised C3D does not train
+        for m in self.modules():
+            if isinstance(m, (nn.Conv3d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
 
     def conv_features(self, x: Tensor) -> Tensor:  # (N, 3, L, H, W) -> (N, fc6_in)
         r = self.relu

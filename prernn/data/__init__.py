@@ -1,29 +1,81 @@
-"""Datasets as in-memory sequence tensors, by name (``SOURCES``).
+"""Datasets as sequence tensors, by name (``SOURCES``).
 
-A source is called as ``source(split, videos, frames, size, seed, root=None)`` and
-returns ``Split(frames, targets)`` for "train" or "test": frames are uint8
-(N, T, C, H, W) - or (N, T, C, L, H, W) clips - and targets float32 (N, T, K)
-per-step targets or int64 (N,) per-video classes. ``to_input`` turns frames into
-the network's float input.
+A source is called as ``source(split, videos=, frames=, size=, seed=, root=,
+clip_frames=, flow_stack=)`` (each takes the keywords it needs and ignores the
+rest) and returns a ``Split`` for "train" or "test":
+
+  frames   uint8 (N, T, C, H, W) images, or (N, T, C, L, H, W) clips (C3D)
+  targets  float32 (N, T, K) per-step targets, or int64 (N,) one class per video
+  flow     two-stream sources only: uint8 (N, T, 2 * flow_stack, H, W), the optical
+           flow (u, v interleaved, 128 = no motion) stacked around each RGB step
+
+Synthetic sources return tensors; the real datasets return ``LazyFrames``, which
+index like a uint8 tensor but decode a video only when it is read, so a split
+never has to fit in memory. ``to_input`` turns frames into the network's input.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+import torch
 from torch import Tensor
 
 from ..registry import Registry
 
 
+class LazyFrames:
+    """N items of one shape, each loaded by ``load(i) -> uint8 array`` when indexed.
+
+    ``x[i]`` gives one item, ``x[idx]`` (slice, list or index tensor) a stacked batch -
+    the subset of tensor indexing the training loop uses.
+    """
+
+    def __init__(self, n: int, item_shape: tuple[int, ...], load: Callable[[int], np.ndarray]):
+        self.n, self.item_shape, self.load = n, tuple(item_shape), load
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.n, *self.item_shape)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _item(self, i: int) -> Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(self.load(i)))
+        if tuple(x.shape) != self.item_shape or x.dtype != torch.uint8:
+            raise ValueError(f"item {i}: loader returned {x.dtype} {tuple(x.shape)}, expected uint8 {self.item_shape}")
+        return x
+
+    def __getitem__(self, idx) -> Tensor:
+        if isinstance(idx, int):
+            return self._item(range(self.n)[idx])
+        if isinstance(idx, slice):
+            idx = range(self.n)[idx]
+        elif isinstance(idx, Tensor):
+            idx = idx.tolist()
+        return torch.stack([self._item(int(i)) for i in idx]) if len(idx) else torch.empty(0, *self.item_shape,
+                                                                                          dtype=torch.uint8)
+
+
 @dataclass(frozen=True)
 class Split:
-    frames: Tensor
+    frames: Tensor | LazyFrames
     targets: Tensor
+    flow: Tensor | LazyFrames | None = field(default=None)
 
     def __len__(self) -> int:
         return self.frames.shape[0]
+
+    def stream(self, name: str) -> "Split":
+        """The single-stream view a network trains on: ``spatial`` (RGB frames) or ``temporal`` (flow)."""
+        if name == "temporal":
+            if self.flow is None:
+                raise ValueError("the temporal stream needs optical flow, and this data source has none")
+            return Split(self.flow, self.targets)
+        return Split(self.frames, self.targets)
 
 
 SOURCES: Registry[Callable[..., Split]] = Registry("data source")
@@ -37,4 +89,12 @@ def to_input(frames: Tensor, channels: int = 3) -> Tensor:
     return x
 
 
-from . import sources, vw300  # noqa: E402,F401  (registers the sources)
+def sample_indices(n: int, videos: int | None, seed: int) -> list[int]:
+    """Which of ``n`` listed videos a split uses: all (``videos`` None or >= n, in list
+    order) or ``videos`` of them drawn without replacement from ``seed``, sorted."""
+    if videos is None or videos >= n:
+        return list(range(n))
+    return sorted(np.random.default_rng(seed).choice(n, size=videos, replace=False).tolist())
+
+
+from . import nvgesture, sources, ucf101, vw300  # noqa: E402,F401  (registers the sources)

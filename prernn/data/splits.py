@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .vw300 import DataFormatError
+from .video import DataFormatError
 
 NV_CLASSES = 25
 

@@ -1,12 +1,15 @@
 """300VW (Shen et al. 2015): face videos with 68 landmarks per frame.
 
 On disk: ``<root>/<video id>/vid.avi`` and ``<root>/<video id>/annot/000001.pts``
-(1-based frame index, 6 digits). A ``.pts`` file reads ``version: 1``,
+(1-based frame index, 6 digits); instead of ``vid.avi`` a video may come as an
+extracted-frame folder ``<root>/<video id>/frames/000001.jpg`` (or ``.png``), same
+numbering as the annotations - used when present (random access, no decoding). A ``.pts`` file reads ``version: 1``,
 ``n_points: 68``, ``{``, 68 lines ``x y``, ``}``. The test videos are the three
 categories below; the other videos train.
 
 Loading (ours): each split is a set of clips of ``frames`` consecutive annotated
-frames, ``videos`` clips per split, at positions drawn from ``seed``; the whole
+frames, ``videos`` clips per split (null: one per video), cycling through the
+videos, at positions drawn from ``seed``; the whole
 frame is resized to ``size`` x ``size`` (no face crop) and landmarks are
 normalised by the frame's width and height. Annotated frames that do not decode
 are skipped with a counted warning; a clip never spans one.
@@ -22,6 +25,7 @@ import numpy as np
 import torch
 
 from . import SOURCES, Split
+from .video import DataFormatError, decode_video, read_image
 
 CATEGORIES = {
     1: (114, 124, 125, 126, 150, 158, 401, 402, 505, 506, 507, 508, 509, 510, 511, 514, 515, 518, 519, 520, 521,
@@ -30,10 +34,6 @@ CATEGORIES = {
     3: (410, 411, 516, 517, 526, 528, 529, 530, 531, 533, 557, 558, 559, 562),
 }
 TEST_IDS = frozenset(i for ids in CATEGORIES.values() for i in ids)
-
-
-class DataFormatError(ValueError):
-    """A dataset file that does not follow its format; the message names file and line."""
 
 
 def read_pts(path: Path, n_points: int = 68) -> np.ndarray:
@@ -72,43 +72,48 @@ def video_ids(root: Path, split: str) -> list[Path]:
     return chosen
 
 
-def read_frames(video: Path, size: int) -> tuple[dict[int, np.ndarray], tuple[int, int], int]:
-    """{1-based index: (3, size, size) uint8} of every decodable frame, (width, height), bad count."""
-    import av
+def read_frames(video_dir: Path, size: int) -> tuple[dict[int, np.ndarray], tuple[int, int], int]:
+    """{1-based index: (3, size, size) uint8} of every decodable frame, (width, height), bad count;
+    from ``frames/`` if the folder exists, else from ``vid.avi``."""
+    folder = video_dir / "frames"
+    if not folder.is_dir():
+        if not (video_dir / "vid.avi").is_file():
+            raise FileNotFoundError(f"300VW video missing: {video_dir / 'vid.avi'} (nor a frames/ folder)")
+        decoded, wh, bad = decode_video(video_dir / "vid.avi", size)
+        return {i + 1: _rgb(f) for i, f in decoded.items()}, wh, bad
+    from PIL import Image
 
-    if not video.is_file():
-        raise FileNotFoundError(f"300VW video missing: {video}")
     frames, bad, wh = {}, 0, (0, 0)
-    with av.open(str(video)) as container:
-        stream = container.streams.video[0]
-        index = 0
-        for packet in container.demux(stream):
-            try:
-                decoded = packet.decode()
-            except av.error.FFmpegError:
-                bad += 1
-                index += 1
-                continue
-            for frame in decoded:
-                index += 1
-                img = frame.to_image()
-                wh = img.size
-                frames[index] = np.asarray(img.convert("RGB").resize((size, size)), np.uint8).transpose(2, 0, 1)
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in (".jpg", ".jpeg", ".png") or not path.stem.isdigit():
+            continue
+        img = read_image(path, size)
+        if img is None:
+            bad += 1
+            continue
+        if wh == (0, 0):
+            with Image.open(path) as im:
+                wh = im.size
+        frames[int(path.stem)] = _rgb(img)
     return frames, wh, bad
+
+
+def _rgb(frame: np.ndarray) -> np.ndarray:
+    return np.repeat(frame, 3, 0) if frame.shape[0] == 1 else frame
 
 
 @SOURCES.register("300vw")
 @functools.lru_cache(maxsize=4)
-def vw300(split: str, videos: int, frames: int, size: int, seed: int, root: str | None = None) -> Split:
+def vw300(split: str, videos: int | None, frames: int, size: int, seed: int, root: str | None = None, **_) -> Split:
     if root is None:
         raise ValueError("data source '300vw' needs data.root: the directory holding <video id>/vid.avi")
     root = Path(root).expanduser()
     rng = np.random.default_rng(seed + (1 if split == "test" else 0))
     clips_x, clips_y, skipped = [], [], 0
     dirs = video_ids(root, split)
-    for k in range(videos):
+    for k in range(len(dirs) if videos is None else videos):
         d = dirs[k % len(dirs)]
-        decoded, (w, h), bad = read_frames(d / "vid.avi", size)
+        decoded, (w, h), bad = read_frames(d, size)
         annotated = {int(p.stem): p for p in (d / "annot").glob("*.pts")}
         usable = sorted(i for i in annotated if i in decoded)
         skipped += len(annotated) - len(usable)

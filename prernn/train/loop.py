@@ -45,11 +45,18 @@ def train_epoch(net: nn.Module, opt: torch.optim.Optimizer, data: Split, task: T
 
 
 @torch.no_grad()
-def evaluate(net: nn.Module, data: Split, task: Task, batch_size: int) -> dict[str, float]:
+def predict(net: nn.Module, data: Split, task: Task, batch_size: int) -> torch.Tensor:
+    """The network's outputs on every sequence, (N, T, num_outputs)."""
     net.eval()
-    preds = [net(to_input(data.frames[i:i + batch_size], task.channels)) for i in range(0, len(data), batch_size)]
-    metrics = task.metrics(torch.cat(preds), data.targets)
+    return torch.cat([net(to_input(data.frames[i:i + batch_size], task.channels))
+                      for i in range(0, len(data), batch_size)])
+
+
+def evaluate_predictions(task: Task, preds: dict[str, torch.Tensor], targets: torch.Tensor) -> dict[str, float]:
+    """Task metrics of one stream's predictions, or of several streams' fused."""
+    metrics = task.metrics(preds if len(preds) > 1 else next(iter(preds.values())), targets)
     bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
     if bad:
         raise Diverged(f"metrics not finite: {bad}")
     return metrics
+

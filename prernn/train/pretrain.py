@@ -29,16 +29,20 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PRERNN_CACHE", "~/.cache/prernn")).expanduser()
 
 
-def recipe_key(backbone: str, task: str, source: str, recipe: dict) -> str:
-    blob = json.dumps({"backbone": backbone, "task": task, "source": source, **recipe}, sort_keys=True)
+def recipe_key(backbone: str, task: str, source: str, recipe: dict, inputs: dict) -> str:
+    blob = json.dumps({"backbone": backbone, "task": task, "source": source, **recipe, **inputs}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def cached_pretrained(backbone: str, task: str, source: str, recipe: dict, log=print) -> Path:
+def cached_pretrained(backbone: str, task: str, source: str, recipe: dict, log=print, stream: str = "spatial",
+                      **inputs) -> Path:
     """The weights file for this pre-training recipe, training it first if absent.
 
-    recipe: videos, frames, size, seed, epochs, batch_size, lr."""
-    path = cache_dir() / "pretrained" / f"{backbone}-{task}-{recipe_key(backbone, task, source, recipe)}.pt"
+    recipe: videos, frames, size, seed, epochs, batch_size, lr, optimizer. stream: which input
+    the backbone reads (``temporal``: optical flow); inputs: clip_frames / flow_stack."""
+    inputs = {"stream": stream, **inputs}
+    key = recipe_key(backbone, task, source, recipe, inputs)
+    path = cache_dir() / "pretrained" / f"{backbone}-{task}-{stream}-{key}.pt"
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,20 +50,29 @@ def cached_pretrained(backbone: str, task: str, source: str, recipe: dict, log=p
         fcntl.flock(lock, fcntl.LOCK_EX)  # one trainer; the others find the file afterwards
         if not path.is_file():
             start = time.monotonic()
-            log(f"pre-training {backbone} for {task} once (cached at {path})")
-            backbones.save_backbone(pretrain(backbone, task, source, recipe), path)
+            log(f"pre-training {backbone} for {task} ({stream} stream) once (cached at {path})")
+            backbones.save_backbone(pretrain(backbone, task, source, recipe, **inputs), path)
             log(f"pre-training {backbone} took {time.monotonic() - start:.0f} s")
     return path
 
 
-def pretrain(backbone: str, task_name: str, source: str, r: dict) -> backbones.Backbone:
+def pretrain(backbone: str, task_name: str, source: str, r: dict, stream: str = "spatial",
+             **inputs) -> backbones.Backbone:
+    """Feedforward training on single time steps (frames, clips or flow stacks) of a
+    synthetic dataset drawn from the recipe's own seed."""
     task = TASKS[task_name]
     torch.manual_seed(r["seed"])
-    data = SOURCES[source]("train", r["videos"], r["frames"], r["size"], r["seed"])
-    frames = data.frames.flatten(0, 1).unsqueeze(1)  # single frames, as sequences of length 1
-    targets = data.targets.flatten(0, 1)
-    net = backbones.create(backbone, num_outputs=task.num_outputs)
-    opt = make_optimizer(net, r["lr"])
+    data = SOURCES[source]("train", videos=r["videos"], frames=r["frames"], size=r["size"], seed=r["seed"],
+                           **inputs).stream(stream)
+    steps = data.frames.shape[1]
+    frames = data.frames.flatten(0, 1).unsqueeze(1)  # single steps, as sequences of length 1
+    targets = data.targets.repeat_interleave(steps) if data.targets.dim() == 1 else data.targets.flatten(0, 1)
+    extra = {"in_channels": 2 * inputs["flow_stack"]} if stream == "temporal" else {}
+    net = backbones.create(backbone, num_outputs=task.num_outputs, **extra)
+    if r.get("optimizer", "sgd") == "adam":
+        opt = torch.optim.Adam(net.parameters(), lr=r["lr"])
+    else:
+        opt = make_optimizer(net, r["lr"])
     g = torch.Generator().manual_seed(r["seed"])
     net.train()
     for _ in range(r["epochs"]):

@@ -1,0 +1,70 @@
+"""nvGesture (Molchanov et al. 2016): 25 hand gestures, one class per video.
+
+On disk (the dataset's own layout; ``data.root`` is the folder holding the lists):
+``nvgesture_{train,test}_correct_cvpr2016_v2.lst`` (parsed by ``splits.read_nvgesture_list``)
+and per video ``<path>/sk_color.avi``, of which frames ``range(start, end)`` (the
+list's ``color:`` range, 0-based) show the gesture.
+
+Loading (ours): each video becomes ``frames`` clips of ``clip_frames`` consecutive
+frames (C3D's input), spread evenly over the gesture's range (overlapping when the
+range is short; a range shorter than one clip repeats its last frame). Frames that
+do not decode are replaced by the nearest decodable frame of the range, with a
+counted warning. Videos are decoded when a batch reads them (``LazyFrames``).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import SOURCES, LazyFrames, Split, sample_indices
+from .splits import NvGestureVideo, read_nvgesture_list
+from .video import DataFormatError, decode_video, nearest, spread
+
+LISTS = {"train": "nvgesture_train_correct_cvpr2016_v2.lst", "test": "nvgesture_test_correct_cvpr2016_v2.lst"}
+
+
+def load_clips(video: NvGestureVideo, root: Path, steps: int, clip_frames: int, size: int) -> np.ndarray:
+    """(steps, 3, clip_frames, size, size) uint8 from the colour video's gesture range."""
+    path = video.video(root, "color")
+    start, end = video.ranges["color"]
+    decoded, _, bad = decode_video(path, size, stop=end)
+    good = sorted(i for i in decoded if start <= i < end)
+    if not good:
+        raise DataFormatError(f"{path}: no decodable frame in the listed colour range {start}:{end}")
+    missing = (end - start) - len(good)
+    if missing:
+        warnings.warn(f"{path}: {missing} of {end - start} frames in {start}:{end} did not decode or are "
+                      "missing; used the nearest decodable frame", stacklevel=2)
+    clips = []
+    for s in spread(end - start, steps, clip_frames):
+        idx = [nearest(good, min(start + s + j, end - 1)) for j in range(clip_frames)]
+        clips.append(np.stack([decoded[i] for i in idx], axis=1))  # (3, L, size, size)
+    return np.stack(clips)
+
+
+@SOURCES.register("nvgesture")
+@functools.lru_cache(maxsize=4)
+def nvgesture(split: str, videos: int | None, frames: int, size: int, seed: int, root: str | None = None,
+              clip_frames: int = 16, **_) -> Split:
+    if root is None:
+        raise ValueError("data source 'nvgesture' needs data.root: the folder holding "
+                         f"{LISTS['train']} and {LISTS['test']}")
+    root = Path(root).expanduser()
+    listing = root / LISTS[split]
+    if not listing.is_file():
+        raise FileNotFoundError(f"nvGesture list missing: {listing}")
+    entries = read_nvgesture_list(listing)
+    if not entries:
+        raise DataFormatError(f"{listing}: lists no videos")
+    chosen = [entries[i] for i in sample_indices(len(entries), videos, seed)]
+    for e in chosen:  # fail now, not in the middle of an epoch
+        if not e.video(root).is_file():
+            raise FileNotFoundError(f"nvGesture video missing: {e.video(root)} (listed in {listing})")
+    load = lambda i: load_clips(chosen[i], root, frames, clip_frames, size)  # noqa: E731
+    clips = LazyFrames(len(chosen), (frames, 3, clip_frames, size, size), load)
+    return Split(clips, torch.tensor([e.label for e in chosen], dtype=torch.int64))
