@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 import prernn
 from prernn import backbones
 from prernn.data import SOURCES
+from prernn.data.sources import GENERATED
 from prernn.tasks import TASKS
 from prernn.train.recipes import SCHEDULES
 
@@ -269,9 +270,12 @@ class SweepSpec(Strict):
         if self.data.source not in TASKS[self.task].sources:
             raise ValueError(f"data.source {self.data.source!r} does not provide task {self.task!r}; "
                              f"allowed: {', '.join(TASKS[self.task].sources)}")
-        if self.data.root is None and None in (self.data.train_videos, self.data.test_videos):
-            raise ValueError("data.train_videos / test_videos: null (every video) needs a real dataset "
-                             "(data.root); generated sources need a number")
+        if self.data.source in GENERATED and self.data.root is not None:
+            raise ValueError(f"data.root: data source {self.data.source!r} is generated from its seed; "
+                             "it takes no data.root")
+        if self.data.source in GENERATED and None in (self.data.train_videos, self.data.test_videos):
+            raise ValueError("data.train_videos / test_videos: null (every video) needs a real dataset; "
+                             f"generated source {self.data.source!r} needs a number")
         two = len(TASKS[self.task].streams) > 1
         if not two and (self.train.temporal_lr is not None or self.train.temporal_epochs is not None):
             raise ValueError(f"train.temporal_lr / temporal_epochs apply to two-stream tasks (action), "

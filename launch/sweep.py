@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         from launch.expand import expand
         from launch.spec import load_spec
 
-        overrides = args.set + ([f"data.root={args.data_root}"] if args.data_root else [])
+        # a JSON string is YAML too: the path stays a string whatever it looks like
+        overrides = args.set + ([f"data.root={json.dumps(args.data_root)}"] if args.data_root else [])
         spec = load_spec(args.spec, args.profile, overrides)
         trials = expand(spec, args.spec)
         results = args.results_dir or Path("results") / spec.name

@@ -76,20 +76,24 @@ def video_probabilities(pred: Tensor) -> Tensor:
     return pred.softmax(-1).mean(1)
 
 
+def _accuracy(probs: Tensor, target: Tensor) -> float:
+    return (probs.argmax(-1) == target).float().mean().item()
+
+
+def _scores(probs: Tensor, target: Tensor) -> dict[str, float]:
+    """Accuracy and cross-entropy of (N, K) video probabilities."""
+    return {"test_accuracy": _accuracy(probs, target), "test_loss": F.nll_loss(probs.clamp_min(1e-12).log(), target).item()}
+
+
 def class_metrics(pred: Tensor, target: Tensor) -> dict[str, float]:
-    p = video_probabilities(pred)
-    return {"test_accuracy": (p.argmax(-1) == target).float().mean().item(),
-            "test_loss": F.nll_loss(p.clamp_min(1e-12).log(), target).item()}
+    return _scores(video_probabilities(pred), target)
 
 
 def fused_metrics(preds: dict[str, Tensor], target: Tensor) -> dict[str, float]:
     """Two-stream metrics: each stream's accuracy and the fused (averaged softmax) one."""
     probs = {name: video_probabilities(p) for name, p in preds.items()}
-    out = {f"test_accuracy_{name}": (p.argmax(-1) == target).float().mean().item() for name, p in probs.items()}
     fused = torch.stack(list(probs.values())).mean(0)
-    out["test_accuracy"] = (fused.argmax(-1) == target).float().mean().item()
-    out["test_loss"] = F.nll_loss(fused.clamp_min(1e-12).log(), target).item()
-    return out
+    return {**{f"test_accuracy_{name}": _accuracy(p, target) for name, p in probs.items()}, **_scores(fused, target)}
 
 
 TASKS.register("gesture")(Task(

@@ -25,7 +25,7 @@ from . import backbones, make_recurrent, make_traditional
 from .data import SOURCES
 from .tasks import TASKS
 from .train.loop import Diverged, evaluate_predictions, predict, train_epoch
-from .train.pretrain import cached_pretrained
+from .train.pretrain import cached_pretrained, stream_backbone
 from .train.recipes import SCHEDULES, make_optimizer, step_schedule
 
 __all__ = ["Diverged", "build_network", "run_trial"]
@@ -61,14 +61,10 @@ def stream_inputs(cfg: dict, stream: str) -> dict:
     return out
 
 
-def backbone_kwargs(cfg: dict, stream: str) -> dict:
-    return {"in_channels": 2 * cfg["data"]["flow_stack"]} if stream == "temporal" else {}
-
-
 def build_network(cfg: dict, pretrained=False, stream: str = "spatial") -> torch.nn.Module:
     task, m = TASKS[cfg["task"]], cfg["model"]
     backbone = backbones.create(cfg["backbone"]["name"], pretrained=pretrained, num_outputs=task.num_outputs,
-                                **backbone_kwargs(cfg, stream))
+                                **stream_backbone(stream, cfg["data"]["flow_stack"]))
     if m["model"] == "traditional":
         return make_traditional(backbone, m["cell"], m["hidden_dim"], m["num_layers"])
     return make_recurrent(backbone, layers=m["layers"], cell=m["cell"], variant=m["variant"],

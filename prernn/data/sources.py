@@ -10,6 +10,8 @@ from . import SOURCES, Split
 from .synthetic_face import make_videos
 from .synthetic_motion import action_videos, gesture_videos
 
+# sources generated from a seed: no data.root, and a number of videos rather than "every video"
+GENERATED = ("synthetic_face", "synthetic_gesture", "synthetic_action", "toy")
 # the test split uses a seed far from any training seed, so the two never share a video
 TEST_SEED_OFFSET = 1_000_003
 

@@ -9,11 +9,11 @@ On disk, under ``data.root``:
   flow, pre-extracted TV-L1: ``tvl1_flow/u/v_<...>/frame000001.jpg`` and ``tvl1_flow/v/...``
       (greyscale, 128 = no motion). Needed by the temporal stream.
 
-Loading (ours): ``frames`` time steps spread evenly over the video; step t shows
-one RGB frame and the ``flow_stack`` flow fields that start there (u and v
+Loading (ours): ``frames`` time steps spread evenly over the video's flow fields;
+step t shows one RGB frame and the ``flow_stack`` flow fields that start there (u and v
 interleaved: 2 x flow_stack channels). Frames are resized whole. Unreadable
 frames are replaced by the nearest readable one, with a counted warning.
-Videos are read when a batch reads them (``LazyFrames``).
+Each stream is read when a batch reads it (``LazyFrames``): RGB and flow separately.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch
 
 from . import SOURCES, LazyFrames, Split, sample_indices
 from .splits import read_class_index, read_ucf_split, resolve_case_insensitive
-from .video import DataFormatError, decode_video, nearest, read_image, spread
+from .video import DataFormatError, decode_video, nearest, read_image, spread, to_rgb
 
 SPLIT_FILES = {"train": "trainlist01.txt", "test": "testlist01.txt"}
 FRAME = re.compile(r"frame(\d+)\.jpg$")
@@ -52,69 +52,59 @@ def numbered_frames(folder: Path) -> list[Path]:
 
 
 class _Images:
-    """Frame images read on demand; an unreadable one is replaced by its nearest readable neighbour."""
+    """Numbered frame images read on demand; an unreadable one is replaced by its nearest readable neighbour."""
 
-    def __init__(self, paths: list[Path], size: int, what: str):
-        self.paths, self.size, self.what, self.cache = paths, size, what, {}
+    def __init__(self, folder: Path, size: int):
+        self.folder, self.paths, self.size, self.cache = folder, numbered_frames(folder), size, {}
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def get(self, i: int) -> np.ndarray:
+    def _read(self, i: int) -> np.ndarray | None:
         if i not in self.cache:
             self.cache[i] = read_image(self.paths[i], self.size)
-        if self.cache[i] is not None:
+        return self.cache[i]
+
+    def get(self, i: int) -> np.ndarray:
+        if self._read(i) is not None:
             return self.cache[i]
-        ok = [j for j in range(len(self.paths)) if j != i and self.get_or_none(j) is not None]
+        ok = [j for j in range(len(self.paths)) if self._read(j) is not None]
         if not ok:
-            raise DataFormatError(f"{self.what}: no readable frame")
+            raise DataFormatError(f"{self.folder}: no readable frame")
         return self.cache[nearest(ok, i)]
 
-    def get_or_none(self, j: int):
-        if j not in self.cache:
-            self.cache[j] = read_image(self.paths[j], self.size)
-        return self.cache[j]
-
-    @property
-    def bad(self) -> int:
-        return sum(v is None for v in self.cache.values())
+    def warn_bad(self) -> None:
+        bad = sum(v is None for v in self.cache.values())
+        if bad:
+            warnings.warn(f"UCF101 {self.folder}: {bad} frames did not decode; used the nearest readable frame",
+                          stacklevel=3)
 
 
-def load_video(name: str, video_path: Path | None, jpegs: Path | None, flow: Path | None, steps: int,
-               flow_stack: int, size: int, with_flow: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """RGB (steps, 3, size, size) and flow (steps, 2 * flow_stack, size, size) of one video."""
-    if jpegs is not None:
-        rgb_src = _Images(numbered_frames(jpegs / name), size, str(jpegs / name))
-        n_rgb, rgb_at = len(rgb_src), lambda i: _rgb3(rgb_src.get(i))
-    else:
-        decoded, _, bad_video = decode_video(video_path, size)
-        if not decoded:
-            raise DataFormatError(f"{video_path}: no decodable frame")
-        good = sorted(decoded)
-        n_rgb = good[-1] + 1
-        rgb_at = lambda i: _rgb3(decoded[nearest(good, i)])  # noqa: E731
-    u = v = None
-    if with_flow:
-        u = _Images(numbered_frames(flow / "u" / name), size, str(flow / "u" / name))
-        v = _Images(numbered_frames(flow / "v" / name), size, str(flow / "v" / name))
-        if len(u) != len(v):
-            raise DataFormatError(f"{flow / 'u' / name} has {len(u)} frames but {flow / 'v' / name} has {len(v)}")
-    n_flow = len(u) if u is not None else n_rgb
-    starts = spread(min(n_rgb, n_flow), steps, flow_stack if u is not None else 1)
-    rgb = np.stack([rgb_at(s) for s in starts])
-    fl = None
-    if u is not None:
-        at = lambda j: min(j, n_flow - 1)  # noqa: E731
-        fl = np.stack([np.concatenate([np.concatenate([_grey(u.get(at(s + j))), _grey(v.get(at(s + j)))])
-                                       for j in range(flow_stack)]) for s in starts])
-    bad = (rgb_src.bad if jpegs is not None else bad_video) + (u.bad + v.bad if u is not None else 0)
+def load_rgb(starts: list[int], video: Path | None, frames_dir: Path | None, size: int) -> np.ndarray:
+    """(steps, 3, size, size): the RGB frame at each start, from the frame folder or the video."""
+    if frames_dir is not None:
+        images = _Images(frames_dir, size)
+        rgb = np.stack([to_rgb(images.get(min(s, len(images) - 1))) for s in starts])
+        images.warn_bad()
+        return rgb
+    decoded, _, bad = decode_video(video, size)
+    if not decoded:
+        raise DataFormatError(f"{video}: no decodable frame")
     if bad:
-        warnings.warn(f"UCF101 {name}: {bad} frames did not decode; used the nearest readable frame", stacklevel=2)
-    return rgb, fl
+        warnings.warn(f"UCF101 {video}: {bad} frames did not decode; used the nearest readable frame", stacklevel=2)
+    good = sorted(decoded)
+    return np.stack([to_rgb(decoded[nearest(good, s)]) for s in starts])
 
 
-def _rgb3(frame: np.ndarray) -> np.ndarray:
-    return np.repeat(frame, 3, 0) if frame.shape[0] == 1 else frame
+def load_flow(starts: list[int], u_dir: Path, v_dir: Path, flow_stack: int, size: int) -> np.ndarray:
+    """(steps, 2 * flow_stack, size, size): u, v of the flow_stack fields from each start, interleaved."""
+    u, v = _Images(u_dir, size), _Images(v_dir, size)
+    last = len(u) - 1
+    flow = np.stack([np.concatenate([np.concatenate([_grey(u.get(min(s + j, last))), _grey(v.get(min(s + j, last)))])
+                                     for j in range(flow_stack)]) for s in starts])
+    u.warn_bad()
+    v.warn_bad()
+    return flow
 
 
 def _grey(frame: np.ndarray) -> np.ndarray:
@@ -143,23 +133,22 @@ def ucf101(split: str, videos: int | None, frames: int, size: int, seed: int, ro
     if not flow.is_dir():  # the temporal stream is half of every two-stream trial
         raise FileNotFoundError(f"UCF101 optical flow missing: {flow}/u and {flow}/v (pre-extracted TV-L1 "
                                 "frames, e.g. from the common tvl1_flow release)")
-    names, paths = [], []
+    rgb_src, flow_dirs, starts = [], [], []
     for rel, _ in chosen:  # check every file is there now, not in the middle of an epoch
         name = Path(rel).stem
-        names.append(name)
+        u, v = flow / "u" / name, flow / "v" / name
+        n_u, n_v = len(numbered_frames(u)), len(numbered_frames(v))
+        if n_u != n_v:
+            raise DataFormatError(f"{u} has {n_u} frames but {v} has {n_v}")
         if jpegs is not None:
             numbered_frames(jpegs / name)
-            paths.append(None)
+            rgb_src.append((None, jpegs / name))
         else:
-            paths.append(resolve_case_insensitive(root / "UCF-101", rel))
-        numbered_frames(flow / "u" / name)
-        numbered_frames(flow / "v" / name)
-
-    @functools.lru_cache(maxsize=2)
-    def load(i: int):
-        return load_video(names[i], paths[i], jpegs, flow, frames, flow_stack, size, True)
-
+            rgb_src.append((resolve_case_insensitive(root / "UCF-101", rel), None))
+        flow_dirs.append((u, v))
+        starts.append(spread(n_u, frames, flow_stack))  # steps spread over the flow fields
     targets = torch.tensor([label for _, label in chosen], dtype=torch.int64)
-    rgb = LazyFrames(len(chosen), (frames, 3, size, size), lambda i: load(i)[0])
-    flows = LazyFrames(len(chosen), (frames, 2 * flow_stack, size, size), lambda i: load(i)[1])
+    rgb = LazyFrames(len(chosen), (frames, 3, size, size), lambda i: load_rgb(starts[i], *rgb_src[i], size))
+    flows = LazyFrames(len(chosen), (frames, 2 * flow_stack, size, size),
+                       lambda i: load_flow(starts[i], *flow_dirs[i], flow_stack, size))
     return Split(rgb, targets, flows)

@@ -61,6 +61,11 @@ def resize(img, size: int) -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
+def to_rgb(frame: np.ndarray) -> np.ndarray:
+    """(1 or 3, H, W) -> (3, H, W): grey frames repeated."""
+    return np.repeat(frame, 3, 0) if frame.shape[0] == 1 else frame
+
+
 def read_image(path: Path, size: int) -> np.ndarray | None:
     """One frame image -> (C, size, size) uint8, or None if it does not decode."""
     from PIL import Image, UnidentifiedImageError

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from . import SOURCES, Split
-from .video import DataFormatError, decode_video, read_image
+from .video import DataFormatError, decode_video, read_image, to_rgb
 
 CATEGORIES = {
     1: (114, 124, 125, 126, 150, 158, 401, 402, 505, 506, 507, 508, 509, 510, 511, 514, 515, 518, 519, 520, 521,
@@ -80,7 +80,7 @@ def read_frames(video_dir: Path, size: int) -> tuple[dict[int, np.ndarray], tupl
         if not (video_dir / "vid.avi").is_file():
             raise FileNotFoundError(f"300VW video missing: {video_dir / 'vid.avi'} (nor a frames/ folder)")
         decoded, wh, bad = decode_video(video_dir / "vid.avi", size)
-        return {i + 1: _rgb(f) for i, f in decoded.items()}, wh, bad
+        return {i + 1: to_rgb(f) for i, f in decoded.items()}, wh, bad
     from PIL import Image
 
     frames, bad, wh = {}, 0, (0, 0)
@@ -94,12 +94,9 @@ def read_frames(video_dir: Path, size: int) -> tuple[dict[int, np.ndarray], tupl
         if wh == (0, 0):
             with Image.open(path) as im:
                 wh = im.size
-        frames[int(path.stem)] = _rgb(img)
+        frames[int(path.stem)] = to_rgb(img)
     return frames, wh, bad
 
-
-def _rgb(frame: np.ndarray) -> np.ndarray:
-    return np.repeat(frame, 3, 0) if frame.shape[0] == 1 else frame
 
 
 @SOURCES.register("300vw")

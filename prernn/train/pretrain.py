@@ -56,6 +56,11 @@ def cached_pretrained(backbone: str, task: str, source: str, recipe: dict, log=p
     return path
 
 
+def stream_backbone(stream: str, flow_stack: int | None) -> dict:
+    """Backbone arguments of a stream: the temporal one reads 2 x flow_stack flow channels."""
+    return {"in_channels": 2 * flow_stack} if stream == "temporal" else {}
+
+
 def pretrain(backbone: str, task_name: str, source: str, r: dict, stream: str = "spatial",
              **inputs) -> backbones.Backbone:
     """Feedforward training on single time steps (frames, clips or flow stacks) of a
@@ -67,8 +72,7 @@ def pretrain(backbone: str, task_name: str, source: str, r: dict, stream: str = 
     steps = data.frames.shape[1]
     frames = data.frames.flatten(0, 1).unsqueeze(1)  # single steps, as sequences of length 1
     targets = data.targets.repeat_interleave(steps) if data.targets.dim() == 1 else data.targets.flatten(0, 1)
-    extra = {"in_channels": 2 * inputs["flow_stack"]} if stream == "temporal" else {}
-    net = backbones.create(backbone, num_outputs=task.num_outputs, **extra)
+    net = backbones.create(backbone, num_outputs=task.num_outputs, **stream_backbone(stream, inputs.get("flow_stack")))
     if r.get("optimizer", "sgd") == "adam":
         opt = torch.optim.Adam(net.parameters(), lr=r["lr"])
     else:
