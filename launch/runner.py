@@ -8,7 +8,9 @@ NaN/inf loss as ``diverged``, with the error, so the rest of the sweep goes on.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
+import platform
 import socket
 import time
 import traceback
@@ -89,6 +91,14 @@ def record_stopped(job, status: str, started: datetime | None = None) -> None:
            started or datetime.now(timezone.utc), None, None)
 
 
+@functools.cache
+def hardware() -> str:
+    """What the trial ran on, e.g. 'x86_64, 2 CPUs, torch 2.14.1, no GPU' (for the report's provenance)."""
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    gpu = ", ".join(f"{n} x{gpus.count(n)}" for n in dict.fromkeys(gpus)) or "no GPU"
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__.split('+')[0]}, {gpu}"
+
+
 def record(store: Store, trial_id: str, config: dict, meta: dict, status: str, error: str | None,
            history: list, metrics: dict, parameters: int | None, started, t0: float | None,
            c0: float | None) -> None:
@@ -97,7 +107,7 @@ def record(store: Store, trial_id: str, config: dict, meta: dict, status: str, e
         "status": status, "error": error, "epochs_done": len(history), "parameters": parameters,
         "wall_seconds": None if t0 is None else time.monotonic() - t0,
         "cpu_seconds": None if c0 is None else time.process_time() - c0,
-        "host": socket.gethostname(), "pid": os.getpid(), "worker": meta.get("worker"),
+        "host": socket.gethostname(), "pid": os.getpid(), "worker": meta.get("worker"), "hardware": hardware(),
         "git_commit": meta.get("git_commit"), "started_at": started, "finished_at": datetime.now(timezone.utc),
         **flatten(config), **metrics,
     })

@@ -42,7 +42,7 @@ RUN_COLUMNS = {
     "id": pa.string(), "sweep": pa.string(), "profile": pa.string(), "label": pa.string(),
     "status": pa.string(), "error": pa.string(), "epochs_done": pa.int64(), "parameters": pa.int64(),
     "wall_seconds": pa.float64(), "cpu_seconds": pa.float64(), "host": pa.string(), "pid": pa.int64(),
-    "worker": pa.string(), "git_commit": pa.string(), "started_at": pa.timestamp("us", tz="UTC"),
+    "worker": pa.string(), "hardware": pa.string(), "git_commit": pa.string(), "started_at": pa.timestamp("us", tz="UTC"),
     "finished_at": pa.timestamp("us", tz="UTC"),
 }
 EPOCH_COLUMNS = {"id": pa.string(), "epoch": pa.int64(), "train_loss": pa.float64(), "lr": pa.float64(),
