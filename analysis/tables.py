@@ -1,0 +1,139 @@
+"""The paper's Tables 1-3 from a sweep: ours (mean, 95% CI, n seeds), the paper's value, the difference.
+
+A table is long-form - one row per (row, column) cell of the paper's layout - so it
+can be pivoted, plotted or rendered; ``wide`` gives the paper's shape as text.
+Every cell the layout has is present: with no completed trial its status says
+why (``failed``: only failed/diverged trials; ``missing``: never run).
+
+Layouts (the paper's; ``analysis/reference`` holds its values):
+  table1  cell x traditional hidden size (and parameter-matched), plus PreRNN (fc6/7).
+          A mini profile's sizes are scaled down: they are matched to the paper's by rank.
+  table2  cell x transformed layers: fc6, fc7, fc6/7, fc6/7 + random.
+  table3  cell x (PreRNN, PreRNN-SIH) x input init, plus traditional; VRNN has no SIH (n/a).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import aggregate
+
+REFERENCE = Path(__file__).parent / "reference"
+CELL_NAMES = {"vrnn": "VRNN", "lstm": "LSTM", "gru": "GRU"}
+NOT_APPLICABLE = "n/a"
+
+
+def reference(table: str) -> pd.DataFrame:
+    return pd.read_csv(REFERENCE / f"{table}.csv", dtype=str, keep_default_na=False)
+
+
+def _traditional(df):
+    return df["model.model"] == "traditional"
+
+
+def _layers(layers_json: str, extra) -> str:
+    layers = json.loads(layers_json) if isinstance(layers_json, str) else list(layers_json)
+    return ("fc6/7" if layers == ["fc6", "fc7"] else "/".join(layers)) + ("+random" if extra else "")
+
+
+def _columns_table1(df: pd.DataFrame) -> pd.Series:
+    trad, matched = _traditional(df), df["model.matched"].fillna(False).astype(bool)
+    sizes = sorted({int(h) for h in df.loc[trad & ~matched, "model.hidden_dim"]})
+    paper = sorted(int(h) for h in reference("table1").hidden_dim.unique() if h.isdigit())
+    to_paper = dict(zip(sizes, paper))  # by rank: mini sizes are scaled down
+    col = pd.Series("PreRNN", index=df.index)
+    col[trad & matched] = "matched"
+    col[trad & ~matched] = [f"h={int(h)}" if to_paper.get(int(h)) in (None, int(h)) else
+                            f"h={int(h)} (paper {to_paper[int(h)]})" for h in df.loc[trad & ~matched, "model.hidden_dim"]]
+    return col
+
+
+def _paper_table1(ref: pd.DataFrame, cell: str, column: str):
+    if column == "PreRNN":
+        key = ("prernn", "4096")
+    elif column == "matched":
+        key = ("traditional", "matched")
+    else:
+        key = ("traditional", column.split("paper ")[-1].rstrip(")").removeprefix("h="))
+    r = ref[(ref.cell == cell) & (ref.model == key[0]) & (ref.hidden_dim == key[1])]
+    return float(r.testing_loss.iloc[0]) if len(r) else np.nan
+
+
+def _columns_table2(df):
+    return pd.Series([_layers(l, e) for l, e in zip(df["model.layers"], df["model.extra_layers"])], index=df.index)
+
+
+def _paper_table2(ref, cell, column):
+    r = ref[(ref.cell == cell) & (ref.layers == column)]
+    return float(r.testing_loss.iloc[0]) if len(r) else np.nan
+
+
+def _columns_table3(df):
+    trad = _traditional(df)
+    sih = df["model.variant"] == "sih"
+    col = ("prernn" + np.where(sih, "-sih", "") + " " + df["model.input_init"].fillna("")).str.strip()
+    return col.where(~trad, "traditional")
+
+
+def _paper_table3(ref, cell, column):
+    model, _, init = column.partition(" ")
+    r = ref[(ref.cell == cell) & (ref.model == model) & (ref.input_init == init)]
+    return float(r.accuracy.iloc[0]) if len(r) else np.nan
+
+
+LAYOUTS = {
+    "table1": (_columns_table1, _paper_table1, None),
+    "table2": (_columns_table2, _paper_table2, ["fc6", "fc7", "fc6/7", "fc6/7+random"]),
+    "table3": (_columns_table3, _paper_table3, ["prernn pretrained", "prernn random", "prernn-sih pretrained",
+                                                "prernn-sih random", "traditional"]),
+}
+
+
+def _order_table1(columns) -> list[str]:
+    sizes = sorted((c for c in columns if c.startswith("h=")), key=lambda c: int(c[2:].split()[0]))
+    return sizes + [c for c in ("matched", "PreRNN") if c in columns]
+
+
+def table(trials: pd.DataFrame, name: str, metric: str) -> pd.DataFrame:
+    """Long form: row (cell), column, n, mean, std, ci_low, ci_high, failed, missing, paper, diff, status."""
+    columns_of, paper_of, order = LAYOUTS[name]
+    ref = reference(name)
+    df = trials[trials["model.cell"].isin(CELL_NAMES)].copy()
+    df["row"] = df["model.cell"].map(CELL_NAMES)
+    df["column"] = columns_of(df) if len(df) else pd.Series(dtype=str)
+    agg = aggregate(df, ["row", "column"], metric)
+    columns = order or _order_table1(set(df["column"]))
+    grid = pd.DataFrame([(r, c) for r in CELL_NAMES.values() for c in columns], columns=["row", "column"])
+    out = grid.merge(agg, on=["row", "column"], how="left")
+    out[["n", "failed", "missing"]] = out[["n", "failed", "missing"]].fillna(0).astype(int)
+    out["paper"] = [paper_of(ref, r, c) for r, c in zip(out.row, out.column)]
+    out["diff"] = out["mean"] - out["paper"]
+    na = (out.row == "VRNN") & out.column.str.startswith("prernn-sih") if name == "table3" else False
+    out["status"] = np.select([na, out.n > 0, out.failed > 0], [NOT_APPLICABLE, "ok", "failed"], "missing")
+    return out
+
+
+def cell_text(r, digits: int = 4) -> str:
+    """'0.1234 ±0.0100 (n=3) | 0.0819' - ours (half-width of the 95% CI when n > 1), the paper's."""
+    if r.status == NOT_APPLICABLE:
+        return NOT_APPLICABLE
+    if r.status == "ok":
+        ours = f"{r['mean']:.{digits}f}"
+        if r.n > 1:
+            ours += f" ±{(r.ci_high - r.ci_low) / 2:.{digits}f} (n={r.n})"
+        if r.failed:
+            ours += f" +{r.failed} failed"
+    else:
+        ours = "failed" if r.status == "failed" else "—"
+    return ours + (f" | {r.paper:g}" if pd.notna(r.paper) else "")
+
+
+def wide(long: pd.DataFrame) -> pd.DataFrame:
+    """The paper's shape: one row per cell, one column per layout column, 'ours | paper' text."""
+    text = long.assign(text=[cell_text(r) for _, r in long.iterrows()])
+    out = text.pivot(index="row", columns="column", values="text").rename_axis(index=None, columns=None)
+    return out.loc[[c for c in CELL_NAMES.values() if c in out.index], list(dict.fromkeys(long.column))]
