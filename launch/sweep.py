@@ -5,6 +5,7 @@
                                 [--set key=value ...] [--results-dir DIR] [--workers N]
     python launch/sweep.py status SPEC [--profile ...] [--set ...] [--results-dir DIR]
     python launch/sweep.py cancel SPEC [...]        cancel the sweep's queued/running SLURM jobs
+    python launch/sweep.py report SPEC [...] [--output FILE]   one self-contained HTML report
 
 Exit codes: 0 every trial of the spec completed, 1 some failed or diverged,
 2 bad input (nothing is written).
@@ -28,7 +29,7 @@ from rich.table import Table  # noqa: E402
 
 from launch.spec import SpecError  # noqa: E402
 
-COMMANDS = ("run", "status", "cancel")
+COMMANDS = ("run", "status", "cancel", "report")
 
 
 def build_parser(command: str) -> argparse.ArgumentParser:
@@ -42,6 +43,8 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     p.add_argument("--data-root", metavar="DIR",
                    help="the real dataset's directory (paper profiles); short for --set data.root=DIR")
     p.add_argument("--results-dir", type=Path, help="the sweep's store (default: results/<sweep name>/)")
+    if command == "report":
+        p.add_argument("--output", type=Path, help="the HTML file (default: <results>/report.html)")
     if command == "run":
         p.add_argument("--backend", default="local", help="where trials run (default: local)")
         p.add_argument("--workers", type=_positive, help="parallel trials (local; default: cores / resources.cpus)")
@@ -91,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             return status(spec, trials, results, console)
         if command == "cancel":
             return cancel(spec, results, console)
+        if command == "report":
+            return report(spec, trials, results, args.output, console)
         from launch.backends import BACKENDS
 
         backend_cls = BACKENDS[args.backend]()
@@ -292,6 +297,17 @@ def status(spec, trials, results: Path, console: Console) -> int:
         table.add_row(t.id, t.label, str(t.config["seed"]), state, epochs, value)
     console.print(table)
     console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    return 0
+
+
+def report(spec, trials, results: Path, output: Path | None, console: Console) -> int:
+    from analysis.report import write
+
+    if not (results / "trials").is_dir():
+        print(f"error: no results in {results} (run the sweep first, or pass --results-dir)", file=sys.stderr)
+        return 2
+    out = write(spec, trials, results, output or results / "report.html")
+    console.print(f"{spec.name}: report written to {out}")
     return 0
 
 
