@@ -62,7 +62,7 @@ def build(spec, expected, sweep_dir: str | Path) -> str:
         parts.append(f"<h2>{spec.reference.title()}: {metric} — ours | the paper's</h2>"
                      "<p class=note>ours: mean over completed seeds, ± the 95% CI half-width when n > 1; "
                      "— not run, 'failed' only failed trials; the paper's value after the bar "
-                     "(full-size data and models).</p>" + _table_html(wide(long), index=True))
+                     "(full-size data and models) and Δ = ours − the paper's.</p>" + _table_html(wide(long), index=True))
         detail = long[["row", "column", "n", "mean", "std", "ci_low", "ci_high", "paper", "diff", "failed",
                        "missing", "status"]]
         parts.append("<details><summary>every cell: n, mean, std, 95% CI, the paper, the difference</summary>"

@@ -118,7 +118,8 @@ def table(trials: pd.DataFrame, name: str, metric: str) -> pd.DataFrame:
 
 
 def cell_text(r, digits: int = 4) -> str:
-    """'0.1234 ±0.0100 (n=3) | 0.0819' - ours (half-width of the 95% CI when n > 1), the paper's."""
+    """'0.1234 ±0.0100 (n=3) | 0.0819 (Δ +0.0415)': ours (± the 95% CI half-width when n > 1),
+    the paper's value, ours minus the paper's."""
     if r.status == NOT_APPLICABLE:
         return NOT_APPLICABLE
     if r.status == "ok":
@@ -129,7 +130,8 @@ def cell_text(r, digits: int = 4) -> str:
             ours += f" +{r.failed} failed"
     else:
         ours = "failed" if r.status == "failed" else "—"
-    return ours + (f" | {r.paper:g}" if pd.notna(r.paper) else "")
+    paper = f" | {r.paper:g}" if pd.notna(r.paper) else ""
+    return ours + paper + (f" (Δ {r['diff']:+.{digits}f})" if pd.notna(r["diff"]) else "")
 
 
 def wide(long: pd.DataFrame) -> pd.DataFrame:

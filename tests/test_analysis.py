@@ -62,6 +62,7 @@ def test_table1_has_every_cell_with_paper_difference_and_status(table1_store):
     wide = tables.wide(long)
     assert wide.loc["VRNN", "h=8 (paper 256)"] == "failed | 0.1414" and wide.loc["VRNN", "h=16 (paper 512)"].startswith("—")
     assert "(n=3)" in wide.loc["GRU", "PreRNN"] and "±" in wide.loc["GRU", "PreRNN"]
+    assert wide.loc["GRU", "PreRNN"].endswith(f"| 0.0866 (Δ {ok['mean'] - 0.0866:+.4f})")
 
 
 def test_table3_marks_vrnn_sih_not_applicable(tmp_path):
