@@ -102,6 +102,8 @@ class TrainConfig(Strict):
     patience: int = Field(40, ge=0)  # schedule: plateau
     gamma: float = Field(0.5, gt=0)  # the lr factor of step, every and plateau
     min_lr: float = Field(0, ge=0)  # stop once the lr has fallen to this (0: never)
+    # the backbone's conv part stays as pre-trained; its features are computed once and shared
+    freeze_backbone: bool = False
     # two-stream tasks: the temporal stream's own lr and epochs (default: lr and epochs)
     temporal_lr: float | None = Field(None, gt=0)
     temporal_epochs: int | None = Field(None, ge=1)

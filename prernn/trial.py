@@ -22,8 +22,9 @@ from typing import Callable
 import torch
 
 from . import backbones, make_recurrent, make_traditional
-from .data import SOURCES
+from .data import SOURCES, Split
 from .tasks import TASKS
+from .train.features import Frozen, cached_features
 from .train.loop import Diverged, evaluate_predictions, predict, train_epoch
 from .train.pretrain import cached_pretrained, stream_backbone
 from .train.recipes import SCHEDULES, make_optimizer, step_schedule
@@ -95,6 +96,8 @@ class Stream:
     sched: object
     epochs: int
     stopped: bool = False
+    train: Split | None = None  # this stream's view of the data (frames, flow, or cached features)
+    test: Split | None = None
 
     def state(self) -> dict:
         return {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
@@ -121,11 +124,34 @@ def make_streams(cfg: dict, log=print) -> list[Stream]:
         lr = t["temporal_lr"] if temporal and t.get("temporal_lr") else t["lr"]
         epochs = t["temporal_epochs"] if temporal and t.get("temporal_epochs") else t["epochs"]
         net = build_network(cfg, backbone_weights(cfg, name, log), name)
+        if t.get("freeze_backbone"):
+            net.backbone.stem = Frozen(net.backbone.stem)
         opt = make_optimizer(net, lr, t["momentum"], t["weight_decay"])
         sched = SCHEDULES[t["schedule"]](opt, milestones=t["milestones"], gamma=t["gamma"], every=t["every"],
                                          patience=t["patience"])
         streams.append(Stream(name, net, opt, sched, epochs))
     return streams
+
+
+CACHE_FEATURES = True  # tests switch it off to compare with a frozen stem run on the fly
+
+
+def attach_data(cfg: dict, streams: list[Stream], log=print) -> None:
+    """Give each stream its data. With a frozen backbone (and no augmentation) the data become
+    the stem's cached features and the stem leaves the network (see train/features.py)."""
+    train, test = load_split(cfg, "train"), load_split(cfg, "test")
+    d = cfg["data"]
+    cache = cfg["train"].get("freeze_backbone") and CACHE_FEATURES and not d.get("augment")
+    data_key = {k: v for k, v in d.items() if k not in ("augment", "fail_at_epoch")}
+    for s in streams:
+        s.train, s.test = train.stream(s.name), test.stream(s.name)
+        if cache:
+            stem = s.net.backbone.stem.module
+            key = {"backbone": cfg["backbone"]["name"], "stream": s.name, "data": data_key}
+            channels = TASKS[cfg["task"]].channels
+            s.train = cached_features(stem, s.train, channels, {**key, "split": "train"}, log)
+            s.test = cached_features(stem, s.test, channels, {**key, "split": "test"}, log)
+            s.net.backbone.stem = torch.nn.Identity()
 
 
 def total_epochs(cfg: dict) -> int:
@@ -145,6 +171,8 @@ def run_trial(cfg: dict, run_dir: str | Path, on_epoch: Callable[[dict, list[dic
     task, t = TASKS[cfg["task"]], cfg["train"]
     torch.manual_seed(cfg["seed"])
     streams = make_streams(cfg, log)
+    parameters = sum(p.numel() for s in streams for p in s.net.parameters())
+    attach_data(cfg, streams, log)
     history: list[dict] = []
     ckpt = run_dir / CHECKPOINT
     if ckpt.is_file():
@@ -153,7 +181,6 @@ def run_trial(cfg: dict, run_dir: str | Path, on_epoch: Callable[[dict, list[dic
             s.load(state["streams"][s.name])
         history = state["history"]
         log(f"resuming after epoch {len(history)}")
-    train, test = load_split(cfg, "train"), load_split(cfg, "test")
     fail_at = cfg["data"].get("fail_at_epoch")
     preds: dict[str, torch.Tensor] = {}
     for epoch in range(len(history), total_epochs(cfg)):
@@ -171,12 +198,12 @@ def run_trial(cfg: dict, run_dir: str | Path, on_epoch: Callable[[dict, list[dic
         for s in active:
             torch.manual_seed(_epoch_seed(cfg["seed"], epoch))  # dropout etc.: same on resume
             g = torch.Generator().manual_seed(_epoch_seed(cfg["seed"], epoch))
-            losses.append(train_epoch(s.net, s.opt, train.stream(s.name), task, t["batch_size"], g,
+            losses.append(train_epoch(s.net, s.opt, s.train, task, t["batch_size"], g,
                                       cfg["data"].get("augment", False)))
         for s in streams:
             if s in active or s.name not in preds:
-                preds[s.name] = predict(s.net, test.stream(s.name), task, t["batch_size"])
-        metrics = evaluate_predictions(task, preds, test.targets)
+                preds[s.name] = predict(s.net, s.test, task, t["batch_size"])
+        metrics = evaluate_predictions(task, preds, streams[0].test.targets)
         lr = streams[0].lr
         for s, loss in zip(active, losses):
             step_schedule(s.sched, loss)
@@ -188,6 +215,5 @@ def run_trial(cfg: dict, run_dir: str | Path, on_epoch: Callable[[dict, list[dic
             on_epoch(row, history)
     if not history:
         raise RuntimeError("no epoch ran: every stream stopped before its first epoch (check train.min_lr)")
-    parameters = sum(p.numel() for s in streams for p in s.net.parameters())
     final = {k: v for k, v in history[-1].items() if k not in ("epoch", "lr", "epoch_seconds")}
     return {"metrics": final, "history": history, "parameters": parameters}

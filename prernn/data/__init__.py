@@ -82,7 +82,10 @@ SOURCES: Registry[Callable[..., Split]] = Registry("data source")
 
 
 def to_input(frames: Tensor, channels: int = 3) -> Tensor:
-    """uint8 frames -> float, centred and scaled; grey frames repeated to ``channels``."""
+    """uint8 frames -> float, centred and scaled; grey frames repeated to ``channels``.
+    Float input (a frozen backbone's cached features) is already the network's input."""
+    if frames.dtype != torch.uint8:
+        return frames
     x = frames.float().div_(255).sub_(0.5).div_(0.25)
     if x.shape[2] == 1 and channels != 1:
         x = x.expand(*x.shape[:2], channels, *x.shape[3:])

@@ -1,0 +1,73 @@
+"""A frozen backbone's conv features, computed once per dataset and shared by every trial (ours).
+
+With ``train.freeze_backbone`` the conv part (the backbone's ``stem``) is not trained,
+so its output on a split depends only on its weights and the data: it is computed
+once, stored under ``$PRERNN_CACHE/features/`` keyed by a digest of the stem's
+weights and the data config, and every trial of a sweep with the same pre-trained
+weights and data reads it (file lock: concurrent trials compute it once). The
+trial's network then runs from fc6 on. Augmented data change every epoch and are
+not cached (the frozen stem runs on the fly).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+
+import torch
+from torch import nn
+
+from ..data import Split, to_input
+from .pretrain import cache_dir
+
+
+class Frozen(nn.Module):
+    """A module kept in eval mode (batch-norm statistics fixed) and out of autograd."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> "Frozen":
+        return super().train(False)
+
+    def forward(self, x):
+        with torch.no_grad():
+            return self.module(x)
+
+
+@torch.no_grad()
+def stem_features(stem: nn.Module, data: Split, channels: int, batch_size: int = 16) -> torch.Tensor:
+    """(N, T, *feature shape) float32: the stem on every frame of every sequence."""
+    stem.eval()
+    out = []
+    for i in range(0, len(data), batch_size):
+        x = to_input(data.frames[i:i + batch_size], channels)
+        out.append(stem(x.flatten(0, 1)).unflatten(0, x.shape[:2]))
+    return torch.cat(out)
+
+
+def weights_digest(module: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def cached_features(stem: nn.Module, data: Split, channels: int, key: dict, log=print) -> Split:
+    """``data`` with its frames replaced by the stem's features, from the cache or computed once."""
+    blob = json.dumps({**key, "stem": weights_digest(stem)}, sort_keys=True)
+    path = cache_dir() / "features" / f"{hashlib.sha256(blob.encode()).hexdigest()[:20]}.pt"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one process computes; the others read it afterwards
+            if not path.is_file():
+                log(f"computing frozen-backbone features once ({path.name})")
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                torch.save(stem_features(stem, data, channels), tmp)
+                os.replace(tmp, path)
+    return Split(torch.load(path, weights_only=True), data.targets)
