@@ -13,6 +13,7 @@ one network per stream in the same trial and report the fused metrics.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -139,19 +140,20 @@ CACHE_FEATURES = True  # tests switch it off to compare with a frozen stem run o
 def attach_data(cfg: dict, streams: list[Stream], log=print) -> None:
     """Give each stream its data. With a frozen backbone (and no augmentation) the data become
     the stem's cached features and the stem leaves the network (see train/features.py)."""
-    train, test = load_split(cfg, "train"), load_split(cfg, "test")
+    split = functools.cache(lambda name: load_split(cfg, name))  # read only if some stream needs it
     d = cfg["data"]
     cache = cfg["train"].get("freeze_backbone") and CACHE_FEATURES and not d.get("augment")
     data_key = {k: v for k, v in d.items() if k not in ("augment", "fail_at_epoch")}
     for s in streams:
-        s.train, s.test = train.stream(s.name), test.stream(s.name)
-        if cache:
-            stem = s.net.backbone.stem.module
-            key = {"backbone": cfg["backbone"]["name"], "stream": s.name, "data": data_key}
-            channels = TASKS[cfg["task"]].channels
-            s.train = cached_features(stem, s.train, channels, {**key, "split": "train"}, log)
-            s.test = cached_features(stem, s.test, channels, {**key, "split": "test"}, log)
-            s.net.backbone.stem = torch.nn.Identity()
+        if not cache:
+            s.train, s.test = split("train").stream(s.name), split("test").stream(s.name)
+            continue
+        stem = s.net.backbone.stem.module
+        key = {"backbone": cfg["backbone"]["name"], "stream": s.name, "data": data_key}
+        channels = TASKS[cfg["task"]].channels
+        s.train, s.test = (cached_features(stem, lambda n=n: split(n).stream(s.name), channels, {**key, "split": n}, log)
+                           for n in ("train", "test"))
+        s.net.backbone.stem = torch.nn.Identity()
 
 
 def total_epochs(cfg: dict) -> int:

@@ -47,9 +47,14 @@ def test_cached_features_give_the_results_of_a_frozen_stem_run_on_the_fly(weight
     assert stem.keys() == saved.keys() and all(torch.equal(stem[k], saved[k]) for k in stem)
 
 
-def test_trials_share_the_features(weights, tmp_path):
+def test_trials_share_the_features(weights, tmp_path, monkeypatch):
     logs = []
     trial_mod.run_trial(config(weights), tmp_path / "a", log=logs.append)
+
+    def no_reading(*a):
+        raise AssertionError("the data were read although their features are cached")
+
+    monkeypatch.setattr(trial_mod, "load_split", no_reading)
     traditional = {"model": "traditional", "cell": "lstm", "hidden_dim": 8, "num_layers": 2, "variant": None,
                    "layers": None, "input_init": None, "recurrent_init": None, "extra_layers": None, "matched": False}
     trial_mod.run_trial(config(weights, traditional), tmp_path / "b", log=logs.append)

@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import json
 import os
+from typing import Callable
 
 import torch
 from torch import nn
@@ -57,8 +58,9 @@ def weights_digest(module: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_features(stem: nn.Module, data: Split, channels: int, key: dict, log=print) -> Split:
-    """``data`` with its frames replaced by the stem's features, from the cache or computed once."""
+def cached_features(stem: nn.Module, load: Callable[[], Split], channels: int, key: dict, log=print) -> Split:
+    """The split ``load()`` would give with its frames replaced by the stem's features: from the
+    cache (the data are then not read at all) or computed once and stored with the targets."""
     blob = json.dumps({**key, "stem": weights_digest(stem)}, sort_keys=True)
     path = cache_dir() / "features" / f"{hashlib.sha256(blob.encode()).hexdigest()[:20]}.pt"
     if not path.is_file():
@@ -67,7 +69,9 @@ def cached_features(stem: nn.Module, data: Split, channels: int, key: dict, log=
             fcntl.flock(lock, fcntl.LOCK_EX)  # one process computes; the others read it afterwards
             if not path.is_file():
                 log(f"computing frozen-backbone features once ({path.name})")
+                data = load()
                 tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                torch.save(stem_features(stem, data, channels), tmp)
+                torch.save({"features": stem_features(stem, data, channels), "targets": data.targets}, tmp)
                 os.replace(tmp, path)
-    return Split(torch.load(path, weights_only=True), data.targets)
+    saved = torch.load(path, weights_only=True)
+    return Split(saved["features"], saved["targets"])
