@@ -1,8 +1,10 @@
 """PreRNN layers vs torch's fused nn.RNN / nn.LSTM / nn.GRU of the same shapes.
 
 Forward + backward of one layer over a (B, T, D) sequence, hidden size H, on the
-CPU (or CUDA if --device cuda). Prints the median time of each and the ratio
-PreRNN / fused (lower is better; <= 1.0 means at least as fast as torch's kernel).
+CPU (or CUDA if --device cuda). Prints the median time of each (the two run
+alternately) and the ratio PreRNN / fused (lower is better; <= 1.0 means at least
+as fast as torch's kernel). Set PRERNN_KERNELS=0 to time the Python loop instead of
+the C++ one.
 
     python benchmarks/recurrent_layers.py                      # B=8 T=16 D=H=1024, and the mini size
     python benchmarks/recurrent_layers.py --sizes 8,16,1024,1024
@@ -23,15 +25,18 @@ from prernn.cells import CELLS, PreRNNLinear
 COMBOS = [("vrnn", "gate"), ("lstm", "gate"), ("lstm", "sih"), ("gru", "gate"), ("gru", "sih")]
 
 
-def median_ms(fn, repeats: int, warmup: int = 2) -> float:
+def median_ms(a, b, repeats: int, warmup: int = 3) -> tuple[float, float]:
+    """Median times of two functions run alternately (a, b, a, b, ...), so that the
+    machine's drift and neighbours' noise fall on both alike."""
     for _ in range(warmup):
-        fn()
-    times = []
+        a(), b()
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times)
+        for fn, ts in zip((a, b), times):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times[0]), 1000 * statistics.median(times[1])
 
 
 def fwd_bwd(module: nn.Module, x: torch.Tensor):
@@ -48,7 +53,7 @@ def fwd_bwd(module: nn.Module, x: torch.Tensor):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", nargs="*", default=["8,16,1024,1024", "8,8,128,128"], help="B,T,D,H")
-    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--device", default="cpu")
     a = p.parse_args()
     torch.manual_seed(0)
@@ -60,8 +65,7 @@ def main() -> None:
         for cell, variant in COMBOS:
             ours = PreRNNLinear(nn.Linear(D, H), cell, variant, recurrent_init="orthogonal").to(a.device)
             fused = CELLS[cell].torch_rnn(D, H, batch_first=True).to(a.device)
-            t_ours = median_ms(fwd_bwd(ours, x), a.repeats)
-            t_fused = median_ms(fwd_bwd(fused, x), a.repeats)
+            t_ours, t_fused = median_ms(fwd_bwd(ours, x), fwd_bwd(fused, x), a.repeats)
             print(f"{size:>16} {cell + '-' + variant:>10} {t_ours:10.1f} {t_fused:9.1f} {t_ours / t_fused:6.2f}")
 
 

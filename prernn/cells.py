@@ -26,7 +26,8 @@ What is the paper's and what is ours:
 
 Efficiency: the input-to-hidden term for all T steps is one batched op over B*T
 (one GEMM for the shared weight, one stacked GEMM for all gate copies); only the
-hidden-to-hidden product runs step by step.
+hidden-to-hidden product runs step by step - for linear layers in ``prernn.bptt``,
+whose backward pass computes U's gradient for all steps in one GEMM.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .bptt import recurrence
 from .registry import Registry, UnknownNameError, unknown_name_message
 
 State = tuple[Tensor, ...]
@@ -200,22 +202,30 @@ class PreRecurrent(nn.Module):
     def forward(self, x: Tensor, state: State | None = None) -> Tensor:
         """x: (B, T, *in) -> hidden states (B, T, *hidden)."""
         B, T = x.shape[:2]
-        xg = self._input_term(x.flatten(0, 1))  # (B*T, G, *hidden), one batched op
-        xg = xg.unflatten(0, (B, T))  # (B, T, G, *hidden)
+        # time-major (T, B, G, *hidden): each step's input terms are one contiguous block
+        xs = self._input_term(x.transpose(0, 1).flatten(0, 1)).unflatten(0, (T, B))
         if state is None:
-            zeros = xg.new_zeros(B, *xg.shape[3:])
+            zeros = xs.new_zeros(B, *xs.shape[3:])
             state = (zeros,) * self.cell.states
-        bias = self._full_hidden_bias()
+        return self._recur(xs, state, self._full_hidden_bias())
+
+    def _recur(self, xs: Tensor, state: State, bias: Tensor | None) -> Tensor:
+        """The reference time loop: (T, B, G, *hidden) input terms -> (B, T, *hidden)."""
         outputs = []
-        for t in range(T):
+        for xt in xs:
             hg = self._hidden_term(state[0], bias)  # (B, G, *hidden)
-            state = self.cell.step(xg[:, t], hg, state, self.act)
+            state = self.cell.step(xt, hg, state, self.act)
             outputs.append(state[0])
         return torch.stack(outputs, dim=1)
 
 
 class PreRNNLinear(PreRecurrent):
-    """A pre-trained ``nn.Linear`` (W: H x D) made recurrent with hidden size H."""
+    """A pre-trained ``nn.Linear`` (W: H x D) made recurrent with hidden size H.
+
+    The time loop runs in ``prernn.bptt`` (hand-written BPTT, as fast as torch's
+    fused kernels); ``fast = False`` on an instance selects the reference loop."""
+
+    fast = True
 
     def __init__(self, layer: nn.Linear, cell: str = "lstm", variant: str = "gate",
                  input_init: str = "pretrained", recurrent_init: str = "zeros",
@@ -251,6 +261,11 @@ class PreRNNLinear(PreRecurrent):
 
     def _hidden_term(self, h: Tensor, bias: Tensor | None) -> Tensor:  # (B, H) -> (B, G, H)
         return F.linear(h, self.weight_hh, bias).unflatten(1, (self.gates, -1))
+
+    def _recur(self, xs: Tensor, state: State, bias: Tensor | None) -> Tensor:
+        if not self.fast:
+            return super()._recur(xs, state, bias)
+        return recurrence(self.cell_name, self.activation, xs, self.weight_hh, bias, *state)
 
     def extra_repr(self) -> str:
         return (f"{self.cell_name}, variant={self.variant}, hidden={self.hidden_size}, "

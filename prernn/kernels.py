@@ -1,0 +1,49 @@
+"""The C++ time loop (``prernn/csrc/recurrence.cpp``), built on first use.
+
+``load()`` compiles the extension with torch's JIT C++ builder (g++ and ninja; about
+30 s once, then cached under ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``
+and shared by every process on the machine) and returns it, or ``None`` when it
+cannot be built - then ``prernn.bptt`` runs the same loop in Python, slower on the
+CPU (see BENCHMARKS.md), with one warning. ``PRERNN_KERNELS=0`` turns it off.
+``setup.sh`` builds it, so a sweep does not pay the compile in its first trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+SOURCE = Path(__file__).parent / "csrc" / "recurrence.cpp"
+ACTIVATION_IDS = {"relu": 0, "tanh": 1, "sigmoid": 2, "identity": 3}  # the C++ `Act` enum
+
+_module = None
+_tried = False
+
+
+def load(required: bool = False):
+    global _module, _tried
+    if _tried and not required:
+        return _module
+    _tried = True
+    if os.environ.get("PRERNN_KERNELS") == "0" and not required:
+        return None
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime" is expected
+    if shutil.which("ninja") is None:  # the pip package's binary, when the venv is not on PATH
+        with contextlib.suppress(ImportError):
+            import ninja
+
+            os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+    try:
+        from torch.utils.cpp_extension import load as build
+
+        _module = build("prernn_recurrence", [str(SOURCE)], extra_cflags=["-O3"])
+    except Exception as e:  # no compiler, no ninja, read-only cache, ...
+        if required:
+            raise
+        warnings.warn(f"prernn: the C++ time loop could not be built ({type(e).__name__}: {e}); "
+                      "using the Python loop (same results, slower on the CPU)", stacklevel=2)
+    return _module
