@@ -55,16 +55,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as root:  # SLURM jobs must see it
         jobs = [Job(t.id, t.config, root, {"sweep": "overhead", "profile": "mini", "label": t.label}) for t in trials]
         backend = BACKENDS[a.backend]().from_cli(a, spec)
-        start = time.perf_counter()
+        start, wall_start = time.perf_counter(), time.time()
         backend.run(jobs, Quiet())
         makespan = time.perf_counter() - start
         df = pd.read_parquet(Path(root) / "trials")
     assert len(df) == a.trials and (df.status == "completed").all()
     inside = df.wall_seconds.sum()
     per_trial = (makespan - inside / a.workers) / (a.trials / a.workers)
+    # steady state: from the first trial's start to the last one's end, start-up excluded
+    span = (df.finished_at.max() - df.started_at.min()).total_seconds()
+    steady = (span - inside / a.workers) / (a.trials / a.workers)
+    startup = (df.started_at.min().timestamp() - wall_start)
     print(f"backend={a.backend} trials={a.trials} workers={a.workers}")
-    print(f"makespan {makespan:.2f} s; in-trial time {inside:.2f} s (mean {df.wall_seconds.mean() * 1000:.1f} ms)")
+    print(f"makespan {makespan:.2f} s; in-trial time {inside:.2f} s (mean {df.wall_seconds.mean() * 1000:.1f} ms, "
+          f"median {df.wall_seconds.median() * 1000:.1f} ms)")
     print(f"overhead per trial {per_trial * 1000:.1f} ms (worker start-up included, amortised)")
+    print(f"start-up to the first trial {startup:.2f} s; steady-state overhead per trial {steady * 1000:.1f} ms")
 
 
 if __name__ == "__main__":

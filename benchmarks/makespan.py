@@ -34,15 +34,20 @@ def main() -> None:
         results = Path(d) / "r"
         cmd = [sys.executable, str(ROOT / "launch/sweep.py"), a.spec, "--backend", a.backend,
                "--results-dir", str(results), *a.extra]
-        start = time.perf_counter()
+        start, wall_start = time.perf_counter(), time.time()
         out = subprocess.run(cmd, capture_output=True, text=True)
         makespan = time.perf_counter() - start
         if out.returncode != 0:
             sys.exit(out.stdout + out.stderr)
         df = pd.read_parquet(results / "trials")
     ideal = df.wall_seconds.sum() / a.slots
+    startup = df.started_at.min().timestamp() - wall_start
+    ends = df.finished_at.sort_values()
+    tail = (ends.iloc[-1] - ends.iloc[-2]).total_seconds() if len(ends) > 1 else 0.0  # the last trial alone
     print(f"backend={a.backend} spec={Path(a.spec).name} trials={len(df)} slots={a.slots}")
     print(f"makespan {makespan:.1f} s; sum of trial times {df.wall_seconds.sum():.1f} s; ideal {ideal:.1f} s")
+    print(f"start-up to the first trial {startup:.1f} s (pre-training when not cached); "
+          f"the last trial ran alone for {tail:.1f} s")
     print(f"makespan / ideal = {makespan / ideal:.3f}")
 
 

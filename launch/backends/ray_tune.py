@@ -41,7 +41,13 @@ class _Progress(tune.Callback):
         _LIVE["events"].finished(job.trial_id, _recorded(job) or "failed")
 
 
-def _run(job: Job, threads: int) -> None:
+def _report(row: dict) -> None:
+    tune.report({k: v for k, v in row.items() if isinstance(v, (int, float))})
+
+
+def _run(job: Job, threads: int, report: bool) -> None:
+    """Run one trial in this actor; per-epoch results go to Tune only when a scheduler
+    needs them (each ``tune.report`` waits for the driver: ~50 ms a trial here)."""
     import ray
 
     from ..runner import execute, set_threads
@@ -49,11 +55,11 @@ def _run(job: Job, threads: int) -> None:
     set_threads(threads)
     node = ray.get_runtime_context().get_node_id()
     execute(job.trial_id, job.config, job.store_root, {**job.meta, "worker": f"ray/{node[:8]}/{os.getpid()}"},
-            report=lambda row: tune.report({k: v for k, v in row.items() if isinstance(v, (int, float))}))
+            report=_report if report else None)
 
 
 def _trainable(config: dict) -> None:
-    _run(Job(**config["job"]), config["threads"])
+    _run(Job(**config["job"]), config["threads"], config["report"])
 
 
 def _search_job(spec, store_root: str, meta: dict, params: dict) -> Job:
@@ -67,7 +73,7 @@ def _search_trainable(params: dict, spec_json: dict, store_root: str, meta: dict
     from ..spec import SweepSpec
 
     spec = SweepSpec.model_validate(spec_json)
-    _run(_search_job(spec, store_root, meta, params), spec.resources.cpus)
+    _run(_search_job(spec, store_root, meta, params), spec.resources.cpus, report=True)
 
 
 class RayBackend:
@@ -88,6 +94,9 @@ class RayBackend:
 
     def active_trials(self, store_root) -> set[str]:
         return set()  # the launcher blocks until Tune is done
+
+    def cancel_trials(self, store_root, trial_ids: set[str]) -> None:
+        pass  # it has no active trials
 
     def _init(self) -> None:
         import ray
@@ -114,7 +123,8 @@ class RayBackend:
             root = Path(jobs[0].store_root).resolve()
             tuner = tune.Tuner(
                 tune.with_resources(_trainable, resources),
-                param_space={"job": tune.grid_search([asdict(j) for j in jobs]), "threads": self.resources.cpus},
+                param_space={"job": tune.grid_search([asdict(j) for j in jobs]), "threads": self.resources.cpus,
+                             "report": self.asha},
                 tune_config=tune.TuneConfig(reuse_actors=True, scheduler=scheduler,
                                             metric=self.metric if self.asha else None,
                                             mode=self.mode if self.asha else None),
