@@ -12,6 +12,7 @@ import functools
 import os
 import platform
 import socket
+import threading
 import time
 import traceback
 from datetime import datetime, timezone
@@ -21,6 +22,32 @@ import torch
 from prernn.trial import Diverged, run_trial
 
 from .store import Store, flatten
+
+
+HEARTBEAT_SECONDS = 10.0  # how often a running trial touches runs/<id>/heartbeat
+
+
+class Heartbeat:
+    """Touches ``path`` every ``HEARTBEAT_SECONDS`` while a trial runs, so that a trial
+    whose worker died without a trace (SIGKILL, OOM, a lost node) can be told from a
+    running one: its heartbeat goes stale (``Store.run_state``)."""
+
+    def __init__(self, path):
+        self.path, self.stop = path, threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
+
+    def _beat(self) -> None:
+        while not self.stop.wait(HEARTBEAT_SECONDS):
+            self.path.touch()
+
+    def __enter__(self) -> "Heartbeat":
+        self.path.touch()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 class Pruned(Exception):
@@ -55,7 +82,8 @@ def execute(trial_id: str, config: dict, store_root: str, meta: dict, report=Non
     log(f"start {meta.get('label', '')} on {socket.gethostname()} pid {os.getpid()} worker {meta.get('worker')}")
     metrics, parameters, error = {}, None, None
     try:
-        result = run_trial(config, run_dir, on_epoch=on_epoch, log=log)
+        with Heartbeat(run_dir / "heartbeat"):
+            result = run_trial(config, run_dir, on_epoch=on_epoch, log=log)
         status, metrics, parameters = "completed", result["metrics"], result["parameters"]
         history = result["history"]
     except Pruned:
@@ -72,9 +100,9 @@ def execute(trial_id: str, config: dict, store_root: str, meta: dict, report=Non
     return status
 
 
-def record_stopped(job, status: str, started: datetime | None = None) -> None:
-    """Record a trial that a scheduler stopped before it could record itself (e.g. ASHA
-    pruning): its last finished epoch's metrics, status ``pruned``."""
+def record_stopped(job, status: str, started: datetime | None = None, error: str | None = None) -> None:
+    """Record a trial that ended before it could record itself (ASHA pruned it, its
+    worker died): its last finished epoch's metrics, and ``status``."""
     store = Store(job.store_root, job.config["task"])
     if store.status(job.trial_id) is not None:
         return
@@ -87,7 +115,7 @@ def record_stopped(job, status: str, started: datetime | None = None) -> None:
     metrics = {k: v for k, v in (history[-1] if history else {}).items()
                if k not in ("id", "epoch", "lr", "epoch_seconds")}
     # the trial ran elsewhere: its wall and CPU time are unknown here (null), not zero
-    record(store, job.trial_id, job.config, job.meta, status, None, history, metrics, None,
+    record(store, job.trial_id, job.config, job.meta, status, error, history, metrics, None,
            started or datetime.now(timezone.utc), None, None)
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import typing
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,16 @@ class Store:
         except (FileNotFoundError, pa.ArrowInvalid):
             return None
         return rows[0] if rows else None
+
+    def run_state(self, trial_id: str, lost_after: float) -> str | None:
+        """An unrecorded trial's state from its heartbeat: ``running`` (beat within
+        ``lost_after`` seconds), ``lost`` (its worker died without a trace: it reruns
+        with the sweep), or None (never started)."""
+        try:
+            age = time.time() - (self.run_dir(trial_id) / "heartbeat").stat().st_mtime
+        except FileNotFoundError:
+            return None
+        return "running" if age < lost_after else "lost"
 
     def status(self, trial_id: str) -> str | None:
         row = self.row(trial_id, ["status"])

@@ -30,6 +30,7 @@ from rich.table import Table  # noqa: E402
 from launch.spec import SpecError  # noqa: E402
 
 COMMANDS = ("run", "status", "cancel", "report")
+LOST_AFTER = 120  # seconds without a heartbeat (trials beat every 10 s)
 
 
 def build_parser(command: str) -> argparse.ArgumentParser:
@@ -45,6 +46,10 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     p.add_argument("--results-dir", type=Path, help="the sweep's store (default: results/<sweep name>/)")
     if command == "report":
         p.add_argument("--output", type=Path, help="the HTML file (default: <results>/report.html)")
+    if command in ("run", "status"):
+        p.add_argument("--lost-after", type=_lost_after, default=LOST_AFTER, metavar="SECONDS",
+                       help="a started trial without a heartbeat for this long is lost: its worker died "
+                       f"without a trace; `status` shows it, a rerun runs it again (default: {LOST_AFTER})")
     if command == "run":
         p.add_argument("--backend", default="local", help="where trials run (default: local)")
         p.add_argument("--workers", type=_positive, help="parallel trials (local; default: cores / resources.cpus)")
@@ -53,9 +58,10 @@ def build_parser(command: str) -> argparse.ArgumentParser:
                        help="also rerun failed and diverged trials (resuming from their last checkpoint)")
         p.add_argument("--optuna-storage", help="RDB URL of the Optuna study for `search:` specs "
                        "(default: a journal file in the sweep directory)")
+        p.add_argument("--max-failures", type=int, default=2,
+                       help="times a trial whose worker died is run again (local, ray; default: 2)")
         r = p.add_argument_group("ray backend")
         r.add_argument("--ray-address", help="join this Ray cluster (default: start a local one)")
-        r.add_argument("--max-failures", type=int, default=2, help="retries of a trial whose worker died")
         r.add_argument("--asha", action="store_true", help="ASHA early stopping on the task's metric")
         s = p.add_argument_group("slurm backend (defaults: the spec's `slurm:` section)")
         s.add_argument("--wait", action="store_true", help="block until every submitted trial has ended")
@@ -76,6 +82,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _lost_after(text: str) -> int:
+    from launch.runner import HEARTBEAT_SECONDS
+
+    value = _positive(text)
+    if value < 3 * HEARTBEAT_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be at least {3 * HEARTBEAT_SECONDS:.0f} seconds (trials beat every "
+                                         f"{HEARTBEAT_SECONDS:.0f} s; less would call running trials lost), got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "run"
@@ -91,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         trials = expand(spec, args.spec)
         results = args.results_dir or Path("results") / spec.name
         if command == "status":
-            return status(spec, trials, results, console)
+            return status(spec, trials, results, args.lost_after, console)
         if command == "cancel":
             return cancel(spec, results, console)
         if command == "report":
@@ -187,6 +203,11 @@ def run(spec, trials, results: Path, backend_cls, args, console: Console) -> int
     backend = backend_cls.from_cli(args, spec)
     recorded = store.statuses()
     queued = backend.active_trials(store.root)
+    hung = {tid for tid in queued if store.run_state(tid, args.lost_after) == "lost"}
+    if hung:  # the scheduler says running, the heartbeat says dead: end them, run them again
+        backend.cancel_trials(store.root, hung)
+        console.print(f"{len(hung)} trial(s) without a heartbeat for {args.lost_after} s: cancelled, rerunning")
+        queued -= hung
     rerun = {"failed", "diverged"} if args.retry_failed else set()
     pending = [t for t in trials if t.id not in queued and (recorded.get(t.id) is None or recorded[t.id] in rerun)]
     skipped = sum(t.id in recorded for t in trials) - sum(recorded.get(t.id) in rerun for t in trials)
@@ -271,7 +292,7 @@ def report_outcome(spec, trials, store, console: Console) -> int:
     return 0 if len(bad) == 0 and missing == 0 else 1
 
 
-def status(spec, trials, results: Path, console: Console) -> int:
+def status(spec, trials, results: Path, lost_after: float, console: Console) -> int:
     import pandas as pd
 
     from launch.store import Store
@@ -291,7 +312,9 @@ def status(spec, trials, results: Path, console: Console) -> int:
             state, epochs, value = r.status, str(r.epochs_done), "" if pd.isna(r[metric]) else f"{r[metric]:.4f}"
         else:
             done = _epochs_done(store, t.id)
-            state = queued[t.id][0].lower() if t.id in queued else ("started" if done else "pending")
+            scheduler = queued[t.id][0].lower() if t.id in queued else None  # SLURM's own word
+            heartbeat = store.run_state(t.id, lost_after) if scheduler != "pending" else None
+            state = heartbeat or scheduler or ("started" if done else "pending")
             epochs, value = str(done), ""
         counts[state] = counts.get(state, 0) + 1
         table.add_row(t.id, t.label, str(t.config["seed"]), state, epochs, value)

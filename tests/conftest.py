@@ -79,3 +79,27 @@ def sweep(*args: str, timeout: float = 600, **kw) -> subprocess.CompletedProcess
     """Run the CLI as a user would: a fresh Python process."""
     return subprocess.run([sys.executable, str(SWEEP), *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, cwd=kw.pop("cwd", ROOT), **kw)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The reliability figures RELIABILITY.md quotes: totals of the tests'
+    ``record_property("reliability ...", n)`` and the bad-input cases that passed."""
+    passed = terminalreporter.stats.get("passed", [])
+    totals: dict[str, int] = {}
+    for report in passed:
+        for name, value in report.user_properties:
+            if name.startswith("reliability "):
+                totals[name[len("reliability "):]] = totals.get(name[len("reliability "):], 0) + value
+    bad = {}
+    for report in passed:
+        if report.when == "call" and "bad_input" in report.keywords:
+            module = report.nodeid.split("::")[0].rsplit("/", 1)[-1]
+            bad[module] = bad.get(module, 0) + 1
+    if not totals and not bad:
+        return
+    terminalreporter.section("reliability figures")
+    for name, value in sorted(totals.items()):
+        terminalreporter.write_line(f"{name}: {value}")
+    if bad:
+        detail = ", ".join(f"{m} {n}" for m, n in sorted(bad.items()))
+        terminalreporter.write_line(f"bad-input tests passed: {sum(bad.values())} ({detail})")

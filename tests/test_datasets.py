@@ -51,6 +51,7 @@ def test_nvgesture_short_range_repeats_its_last_frame(tmp_path):
         np.testing.assert_array_equal(got[:, j], _chw(video[frame]))
 
 
+@pytest.mark.bad_input
 def test_nvgesture_missing_video_and_list_are_named(tmp_path):
     datasets.nvgesture(tmp_path)
     (tmp_path / "Video_data/class_02/subject4_r0/sk_color.avi").unlink()
@@ -61,6 +62,7 @@ def test_nvgesture_missing_video_and_list_are_named(tmp_path):
         SOURCES["nvgesture"].__wrapped__("test", videos=None, frames=1, size=32, seed=0, root=str(tmp_path))
 
 
+@pytest.mark.bad_input
 def test_an_undecodable_video_is_a_clear_error(tmp_path):
     datasets.nvgesture(tmp_path)
     (tmp_path / "Video_data/class_01/subject3_r0/sk_color.avi").write_bytes(b"not a video")
@@ -111,6 +113,7 @@ def test_ucf101_unreadable_frame_is_skipped_with_a_counted_warning(tmp_path):
      r"trainlist01.txt:1: unknown class 'Juggling'"),
     (lambda r: (r / "ucfTrainTestlist/classInd.txt").unlink(), r"no classInd.txt"),
 ])
+@pytest.mark.bad_input
 def test_ucf101_broken_datasets_are_clear_errors(tmp_path, breakage, error):
     datasets.ucf101(tmp_path, "videos")
     breakage(tmp_path)

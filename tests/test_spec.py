@@ -87,9 +87,12 @@ BAD = [
     ("unknown backend", {}, ["--backend", "kubernetes"], "unknown backend 'kubernetes'; known: local"),
     ("bad --workers", {}, ["--workers", "0"], "expected a positive integer"),
     ("unknown option", {}, ["--fast"], "unrecognized arguments: --fast"),
+    ("--lost-after below three heartbeats", {}, ["--lost-after", "5"], "must be at least 30 seconds"),
+    ("--max-failures not a number", {}, ["--max-failures", "many"], "invalid int value: 'many'"),
 ]
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("desc,change,args,expected", BAD, ids=[b[0] for b in BAD])
 def test_bad_input_exit_2_clear_message_nothing_written(desc, change, args, expected, write_spec, tmp_path, capsys):
     path = write_spec(change) if isinstance(change, str) else write_spec(None, **change)
@@ -102,11 +105,13 @@ def test_bad_input_exit_2_clear_message_nothing_written(desc, change, args, expe
     assert not results.exists()
 
 
+@pytest.mark.bad_input
 def test_unreadable_spec_path(tmp_path, capsys):
     code, err = run_main([tmp_path / "missing.yaml", "--results-dir", tmp_path / "r"], capsys)
     assert code == 2 and "cannot read the spec" in err and "missing.yaml" in err
 
 
+@pytest.mark.bad_input
 def test_all_problems_printed_one_per_line(write_spec, tmp_path, capsys):
     spec = dict(TOY, task="faces", train=dict(TOY["train"], lr=0))
     code, err = run_main([write_spec(spec), "--results-dir", tmp_path / "r"], capsys)

@@ -28,6 +28,7 @@ def test_nvgesture_list(tmp_path):
     ("path:./x color:sk_color:1:9 label:one", r":1: label: expected an integer"),
     ("path:./x colour label:1", r":1: expected key:value, got 'colour'"),
 ])
+@pytest.mark.bad_input
 def test_nvgesture_bad_lines(tmp_path, line, error):
     p = tmp_path / "l.lst"
     p.write_text(line + "\n")
@@ -48,6 +49,7 @@ def test_ucf101_split_case_insensitive(tmp_path):
     assert resolve_case_insensitive(tmp_path / "UCF-101", "HandStandPushups/v_HandStandPushups_g08_c01.avi") == video
 
 
+@pytest.mark.bad_input
 def test_ucf101_errors(tmp_path):
     (tmp_path / "classInd.txt").write_text("1 ApplyEyeMakeup\n")
     classes = read_class_index(tmp_path / "classInd.txt")

@@ -68,6 +68,7 @@ def test_clips_skip_unannotated_frames(tmp_path):
     ("version: 1\nn_points: 68\n{\n" + "1 2\n" * 67 + "1 x\n}\n", r":71: expected 'x y', got '1 x'"),
     ("version: 1\nn_points: 68\n{\n" + "1 2\n" * 68, r":72: expected '}'"),
 ])
+@pytest.mark.bad_input
 def test_malformed_pts_names_file_and_line(tmp_path, text, error):
     path = tmp_path / "000001.pts"
     path.write_text(text)
@@ -75,6 +76,7 @@ def test_malformed_pts_names_file_and_line(tmp_path, text, error):
         read_pts(path)
 
 
+@pytest.mark.bad_input
 def test_missing_things_are_clear(tmp_path):
     with pytest.raises(ValueError, match="needs data.root"):
         SOURCES["300vw"]("train", 1, 2, 16, 0, None)

@@ -44,6 +44,7 @@ def test_resnet50_found_in_weights_dir(tmp_path, monkeypatch):
     torch.testing.assert_close(flow.stem[0].weight[:, 0], src.conv1.weight.mean(1))
 
 
+@pytest.mark.bad_input
 def test_missing_default_file_names_every_place_looked(tmp_path, monkeypatch):
     monkeypatch.setenv("PRERNN_WEIGHTS", str(tmp_path))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
@@ -56,6 +57,7 @@ def test_missing_default_file_names_every_place_looked(tmp_path, monkeypatch):
         backbones.create("c3d", pretrained=True)
 
 
+@pytest.mark.bad_input
 def test_missing_explicit_file_and_mini_without_path(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no such file .*nope\.pt"):
         backbones.create("mini_vgg", pretrained=tmp_path / "nope.pt")
@@ -63,6 +65,7 @@ def test_missing_explicit_file_and_mini_without_path(tmp_path):
         backbones.create("mini_resnet", pretrained=True)
 
 
+@pytest.mark.bad_input
 def test_wrong_file_is_a_clear_error(tmp_path):
     torch.save(MiniVGG().state_dict(), tmp_path / "vgg.pt")
     with pytest.raises(ValueError, match=r"does not fit C3D: missing keys \['conv1.bias'"):

@@ -35,6 +35,9 @@ class Backend(Protocol):
     def active_trials(self, store_root) -> set[str]:
         """Trials already queued or running elsewhere (not to be started twice)."""
 
+    def cancel_trials(self, store_root, trial_ids: set[str]) -> None:
+        """End these active trials (hung: no heartbeat) so that they can run again."""
+
     def run(self, jobs: list[Job], events: Events) -> bool:
         """Run every job; True when they have all ended, False when only submitted (queue backends)."""
 

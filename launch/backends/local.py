@@ -2,7 +2,7 @@
 
 Workers are spawned (not forked: torch's thread pools do not survive a fork) and
 reused across trials; each runs one trial at a time with ``threads`` torch
-threads. On Linux a worker dies with the launcher (PR_SET_PDEATHSIG), so a killed
+threads. A worker that dies is replaced and its trial runs again (``run``). On Linux a worker dies with the launcher (PR_SET_PDEATHSIG), so a killed
 launcher leaves no orphan training: the next run resumes those trials from their
 last epoch checkpoint.
 """
@@ -46,41 +46,66 @@ def default_workers(cpus_per_trial: int) -> int:
 class LocalBackend:
     name = "local"
 
-    def __init__(self, workers: int | None = None, cpus_per_trial: int = 1):
+    def __init__(self, workers: int | None = None, cpus_per_trial: int = 1, max_failures: int = 2):
         self.threads = cpus_per_trial
         self.workers = workers or default_workers(cpus_per_trial)
+        self.max_failures = max_failures
 
     @classmethod
     def from_cli(cls, args, spec) -> "LocalBackend":
-        return cls(workers=args.workers, cpus_per_trial=spec.resources.cpus)
+        return cls(workers=args.workers, cpus_per_trial=spec.resources.cpus, max_failures=args.max_failures)
 
     def active_trials(self, store_root) -> set[str]:
         return set()  # nothing outlives the launcher
 
+    def cancel_trials(self, store_root, trial_ids: set[str]) -> None:
+        pass  # it has no active trials
+
+    def _slot(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                   initargs=(self.threads,))
+
     def run(self, jobs: list[Job], events: Events) -> bool:
+        """One single-process pool per slot: a worker that dies (SIGKILL, out of memory)
+        takes only its own trial down. That trial runs again, resuming from its last
+        epoch checkpoint, up to ``max_failures`` times; then it is recorded as failed."""
+        from ..runner import record_stopped
+
         if not jobs:
             return True
-        ctx = mp.get_context("spawn")
-        workers = min(self.workers, len(jobs))
-        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(self.threads,))
+        slots = [self._slot() for _ in range(min(self.workers, len(jobs)))]
+        queue, running, free = list(jobs), {}, list(range(len(slots)))
+        deaths: dict[str, int] = {}
         try:
-            queue = list(jobs)
-            running = {}
             while queue or running:
-                while queue and len(running) < workers:  # submit only what can start now
-                    job = queue.pop(0)
-                    running[pool.submit(_run, job, "local")] = job
+                while queue and free:  # submit only what can start now
+                    i, job = free.pop(), queue.pop(0)
+                    try:
+                        fut = slots[i].submit(_run, job, "local")
+                    except BrokenProcessPool:  # its idle worker died since its last trial
+                        slots[i] = self._slot()
+                        fut = slots[i].submit(_run, job, "local")
+                    running[fut] = (i, job)
                     events.started(job.trial_id)
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    job = running.pop(fut)
+                    i, job = running.pop(fut)
+                    free.append(i)
                     try:
-                        status = fut.result()
+                        events.finished(job.trial_id, fut.result())
+                        continue
                     except BrokenProcessPool:
-                        raise RuntimeError(
-                            f"a worker process died while running trial {job.trial_id} "
-                            "(killed, or out of memory); rerun the sweep to resume it") from None
-                    events.finished(job.trial_id, status)
+                        slots[i].shutdown(wait=False)
+                        slots[i] = self._slot()
+                    deaths[job.trial_id] = deaths.get(job.trial_id, 0) + 1
+                    if deaths[job.trial_id] <= self.max_failures:
+                        queue.insert(0, job)  # again, from its last checkpoint
+                        continue
+                    record_stopped(job, "failed", error=(
+                        f"WorkerDied: its worker process died {deaths[job.trial_id]} times (killed by a signal, "
+                        "e.g. out of memory); rerun with --retry-failed to resume from its last checkpoint"))
+                    events.finished(job.trial_id, "failed")
         finally:  # every outcome is already recorded: idle workers need not be joined
-            pool.shutdown(wait=False, cancel_futures=True)
+            for slot in slots:
+                slot.shutdown(wait=False, cancel_futures=True)
         return True

@@ -148,6 +148,11 @@ class SlurmBackend:
         """Trials whose latest submission is still queued or running: not to be submitted twice."""
         return {tid for tid, (state, _) in trial_states(store_root).items() if state in ACTIVE}
 
+    def cancel_trials(self, store_root: Path, trial_ids: set[str]) -> None:
+        jobs = [job for tid, (state, job) in trial_states(store_root).items() if tid in trial_ids and state in ACTIVE]
+        if jobs:
+            subprocess.run(["scancel", *jobs], check=True)
+
     def run(self, jobs: list[Job], events: Events) -> bool:
         """Submit one array; with ``wait``, follow it until every trial is recorded. Returns finished."""
         import submitit
