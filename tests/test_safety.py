@@ -98,7 +98,7 @@ def tree(root: int) -> set[int]:
 
 
 @pytest.mark.slow
-def test_a_local_sweep_listens_on_no_port(write_spec, tmp_path, record_property):
+def test_a_local_sweep_listens_on_no_port(write_spec, tmp_path):
     proc = subprocess.Popen([sys.executable, str(SWEEP), str(write_spec()), "--results-dir", str(tmp_path / "r")],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen, polls = set(), 0
@@ -108,4 +108,3 @@ def test_a_local_sweep_listens_on_no_port(write_spec, tmp_path, record_property)
         time.sleep(0.2)
     assert proc.returncode == 0 and polls > 5
     assert not seen, f"listening sockets: {seen}"
-    record_property("reliability socket polls of a local sweep", polls)
