@@ -2,9 +2,10 @@
 
 Workers are spawned (not forked: torch's thread pools do not survive a fork) and
 reused across trials; each runs one trial at a time with ``threads`` torch
-threads. A worker that dies is replaced and its trial runs again (``run``). On Linux a worker dies with the launcher (PR_SET_PDEATHSIG), so a killed
-launcher leaves no orphan training: the next run resumes those trials from their
-last epoch checkpoint.
+threads. A worker that dies is replaced and its trial runs again (``run``). On
+Linux a worker dies with the launcher (PR_SET_PDEATHSIG), so a killed launcher
+leaves no orphan training: the next run resumes those trials from their last
+epoch checkpoint.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ def _report(row: dict) -> None:
 
 def _run(job: Job, threads: int, report: bool) -> None:
     """Run one trial in this actor; per-epoch results go to Tune only when a scheduler
-    needs them (each ``tune.report`` waits for the driver: ~50 ms a trial here)."""
+    needs them (each ``tune.report`` is a round trip to the driver)."""
     import ray
 
     from ..runner import execute, set_threads
