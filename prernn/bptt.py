@@ -9,8 +9,12 @@
 * backward: per step the elementwise gate derivatives and one ``mm`` for
   ``dh_{t-1}``; the gradient of U over all T steps is then ONE GEMM
   ``dA^T (T*B x G*H) @ H_prev (T*B x H)`` instead of T outer products (the
-  per-step weight-gradient writes are what makes autograd's loop - and torch's own
-  CPU LSTM - slower), and the hidden bias's is one sum.
+  per-step weight-gradient writes are much of what makes autograd's loop slow),
+  and the hidden bias's is one sum.
+
+On the CPU the loop runs in C++ (``prernn/csrc/recurrence.cpp``, each step's gate
+math fused into one pass); the Python functions below are its twin, used on GPUs
+and where the extension cannot be built (``prernn.kernels``).
 
 The input term ``xs`` (all T steps, computed by the layer as one batched GEMM)
 stays in autograd: its gradient is returned and flows back to W, the copies and
@@ -39,8 +43,8 @@ BACKWARD = {
 }
 
 
-# Each cell: forward(xs, W, bias, h0, c0, act) -> (hs (T+1, B, H) with h0 first, saved)
-# and backward(dhs (T, B, H), W, saved, act_grad) -> (dxs (T, B, G, H), dhg (T, B, G*H), dh0, dc0).
+# Each cell: forward(xs, W, bias, h0, c0, act) -> (hs (T+1, B, H) with h0 first, saved) and
+# backward(dhs (T, B, H), W, hs, saved, act_grad) -> (dxs (T, B, G, H), dhg (T, B, G*H), dh0[, dc0 for LSTM]).
 # xs is time-major (T, B, G, H); dhg is the gradient of the hidden term U h_{t-1} + bias.
 
 
