@@ -313,8 +313,9 @@ def status(spec, trials, results: Path, lost_after: float, console: Console) -> 
         else:
             done = _epochs_done(store, t.id)
             scheduler = queued[t.id][0].lower() if t.id in queued else None  # SLURM's own word
-            heartbeat = store.run_state(t.id, lost_after) if scheduler != "pending" else None
-            state = heartbeat or scheduler or ("started" if done else "pending")
+            state = scheduler
+            if scheduler in (None, "running"):  # the heartbeat tells running from lost
+                state = store.run_state(t.id, lost_after) or scheduler or ("started" if done else "pending")
             epochs, value = str(done), ""
         counts[state] = counts.get(state, 0) + 1
         table.add_row(t.id, t.label, str(t.config["seed"]), state, epochs, value)
