@@ -1,7 +1,8 @@
 """The fast time loop of linear PreRNN layers: the recurrence with hand-written BPTT.
 
-``recurrence(cell, act, xs, weight_hh, bias, h0, c0)`` computes exactly what
-``PreRecurrent``'s reference loop (``cells.py``) computes, as one autograd node:
+``LinearRecurrence`` computes exactly what ``PreRNNLinear``'s reference path
+(``cells.py``: input terms, then the loop through autograd) computes, as one
+autograd node:
 
 * forward: per step one ``addmm`` for ``U h_{t-1}`` (+ bias) and a handful of
   elementwise ops written into preallocated buffers; the activated gates are kept
@@ -16,9 +17,8 @@ On the CPU the loop runs in C++ (``prernn/csrc/recurrence.cpp``, each step's gat
 math fused into one pass); the Python functions below are its twin, used on GPUs
 and where the extension cannot be built (``prernn.kernels``).
 
-The input term ``xs`` (all T steps, computed by the layer as one batched GEMM)
-stays in autograd: its gradient is returned and flows back to W, the copies and
-the frames. Derivatives of φ are taken from its output (relu, tanh, sigmoid,
+The input terms of all T steps are batched GEMMs inside the node (forward and
+backward), so autograd sees one node per layer. Derivatives of φ are taken from its output (relu, tanh, sigmoid,
 identity), as torch's own backward kernels do. Ours, not the paper's (the paper
 gives the equations, not an implementation). Double backward is not supported.
 """
@@ -153,27 +153,50 @@ CELLS = {
 }
 
 
-class Recurrence(torch.autograd.Function):
+def _copy_blocks(gates: int, shared: int, H: int):
+    """(gate slice of the input terms, row slice of the stacked copies) before and after the shared gate."""
+    blocks = ((slice(0, shared), slice(0, shared * H)), (slice(shared + 1, gates), slice(shared * H, None)))
+    return [(g, r) for g, r in blocks if g.start < g.stop]
+
+
+class LinearRecurrence(torch.autograd.Function):
+    """A whole linear PreRNN layer as one autograd node: the input terms of all T
+    steps (one GEMM for the shared W, one per run of gate copies, each written
+    straight into its gates' columns) and then the time loop."""
+
     @staticmethod
-    def forward(ctx, xs: Tensor, weight_hh: Tensor, bias: Tensor | None, h0: Tensor, c0: Tensor | None,
-                cell: str, activation: str) -> Tensor:
-        if bias is not None and cell != "gru":  # the GRU's hidden bias sits inside r * (U h + c)
-            xs = xs + bias.view(xs.shape[2:])
-        xs = xs.contiguous()  # a no-op but for SIH's expanded shared term
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, copy_weight: Tensor | None, copy_bias: Tensor | None,
+                weight_hh: Tensor, hidden_bias: Tensor | None, h0: Tensor, c0: Tensor | None,
+                cell: str, activation: str, shared: int) -> Tensor:
+        B, T, D = x.shape
+        H = weight_hh.shape[1]
+        G = weight_hh.shape[0] // H
+        xt = x.transpose(0, 1).reshape(T * B, D)  # time-major rows
+        if copy_weight is None:  # SIH / VRNN: every gate reads the one shared term
+            xs = torch.addmm(bias, xt, weight.t()).unsqueeze(1).expand(-1, G, -1)
+        else:
+            xs = x.new_empty(T * B, G, H)
+            torch.addmm(bias, xt, weight.t(), out=xs[:, shared])
+            for gates, rows in _copy_blocks(G, shared, H):
+                torch.addmm(copy_bias[rows], xt, copy_weight[rows].t(), out=xs[:, gates].flatten(1))
+        if hidden_bias is not None and cell != "gru":  # the GRU's hidden bias sits inside r * (U h + c)
+            xs = xs + hidden_bias.view(G, H)
+        xs = xs.contiguous().view(T, B, G, H)  # a copy only for SIH's expanded shared term
         ctx.kernels = kernels.load() if xs.device.type == "cpu" else None
         if ctx.kernels is not None:
-            hs, *saved = ctx.kernels.forward(cell, xs, weight_hh, bias, h0, c0, kernels.ACTIVATION_IDS[activation])
+            hs, *saved = ctx.kernels.forward(cell, xs, weight_hh, hidden_bias, h0, c0,
+                                             kernels.ACTIVATION_IDS[activation])
         else:
-            hs, saved = CELLS[cell][0](xs, weight_hh, bias, h0, c0, FORWARD[activation])
-        ctx.cell, ctx.activation, ctx.has_bias = cell, activation, bias is not None
+            hs, saved = CELLS[cell][0](xs, weight_hh, hidden_bias, h0, c0, FORWARD[activation])
+        ctx.cell, ctx.activation, ctx.shared = cell, activation, shared
         ctx.saved = saved
-        ctx.save_for_backward(weight_hh, hs)
+        ctx.save_for_backward(xt, weight, copy_weight, weight_hh, hs)
         return hs[1:].transpose(0, 1).contiguous()  # (B, T, H), its own memory: free to modify in place
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):
-        weight_hh, hs = ctx.saved_tensors
+        xt, weight, copy_weight, weight_hh, hs = ctx.saved_tensors
         dhs = grad.transpose(0, 1)
         if ctx.kernels is not None:
             act = kernels.ACTIVATION_IDS[ctx.activation]
@@ -181,14 +204,24 @@ class Recurrence(torch.autograd.Function):
         else:
             dxs, dhg, dh0, *dc0 = CELLS[ctx.cell][1](dhs, weight_hh, hs, ctx.saved, BACKWARD[ctx.activation])
         ctx.saved = None
-        T, B = dhg.shape[:2]
-        flat = dhg.reshape(T * B, -1)
-        d_weight = flat.t() @ hs[:-1].reshape(T * B, -1)  # all T steps in one GEMM
-        d_bias = flat.sum(0) if ctx.has_bias else None
-        return dxs, d_weight, d_bias, dh0, (dc0 or [None])[0], None, None
-
-
-def recurrence(cell: str, activation: str, xs: Tensor, weight_hh: Tensor, bias: Tensor | None,
-               h0: Tensor, c0: Tensor | None = None) -> Tensor:
-    """Hidden states (B, T, H) of ``cell`` over time-major input terms ``xs`` (T, B, G, H)."""
-    return Recurrence.apply(xs, weight_hh, bias, h0, c0, cell, activation)
+        T, B, G, H = dxs.shape
+        N = T * B
+        flat = dhg.reshape(N, G * H)
+        d_weight_hh = flat.t() @ hs[:-1].reshape(N, H)  # all T steps in one GEMM
+        d_hidden_bias = flat.sum(0) if ctx.needs_input_grad[6] else None
+        d = dxs.reshape(N, G, H)
+        ds = d.sum(1) if copy_weight is None else d[:, ctx.shared]  # the shared term's gradient
+        dx = ds @ weight if ctx.needs_input_grad[0] else None
+        d_copy_weight = d_copy_bias = None
+        if copy_weight is not None:
+            d_copy_weight, d_copy_bias = torch.empty_like(copy_weight), copy_weight.new_empty(copy_weight.shape[0])
+            for gates, rows in _copy_blocks(G, ctx.shared, H):
+                dd = d[:, gates].flatten(1)
+                torch.mm(dd.t(), xt, out=d_copy_weight[rows])
+                torch.sum(dd, 0, out=d_copy_bias[rows])
+                if dx is not None:
+                    dx.addmm_(dd, copy_weight[rows])
+        if dx is not None:
+            dx = dx.view(T, B, -1).transpose(0, 1)
+        return (dx, ds.t() @ xt, ds.sum(0), d_copy_weight, d_copy_bias, d_weight_hh, d_hidden_bias,
+                dh0, (dc0 or [None])[0], None, None, None)

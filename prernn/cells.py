@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .bptt import recurrence
+from .bptt import LinearRecurrence
 from .registry import Registry, UnknownNameError, unknown_name_message
 
 State = tuple[Tensor, ...]
@@ -262,10 +262,16 @@ class PreRNNLinear(PreRecurrent):
     def _hidden_term(self, h: Tensor, bias: Tensor | None) -> Tensor:  # (B, H) -> (B, G, H)
         return F.linear(h, self.weight_hh, bias).unflatten(1, (self.gates, -1))
 
-    def _recur(self, xs: Tensor, state: State, bias: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, state: State | None = None) -> Tensor:
         if not self.fast:
-            return super()._recur(xs, state, bias)
-        return recurrence(self.cell_name, self.activation, xs, self.weight_hh, bias, *state)
+            return super().forward(x, state)
+        if state is None:
+            zeros = x.new_zeros(x.shape[0], self.hidden_size)
+            state = (zeros,) * self.cell.states
+        h0, c0 = (*state, None)[:2]  # c0: LSTM only
+        return LinearRecurrence.apply(x, self.layer.weight, self.layer.bias, self.copy_weight, self.copy_bias,
+                                      self.weight_hh, self._full_hidden_bias(), h0, c0,
+                                      self.cell_name, self.activation, self.shared_index)
 
     def extra_repr(self) -> str:
         return (f"{self.cell_name}, variant={self.variant}, hidden={self.hidden_size}, "
