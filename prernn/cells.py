@@ -26,8 +26,9 @@ What is the paper's and what is ours:
 
 Efficiency: the input-to-hidden term for all T steps is one batched op over B*T
 (one GEMM for the shared weight, one stacked GEMM for all gate copies); only the
-hidden-to-hidden product runs step by step - for linear layers in ``prernn.bptt``,
-whose backward pass computes U's gradient for all steps in one GEMM.
+hidden-to-hidden product runs step by step. A linear layer is one autograd node
+(``prernn.bptt``): its input GEMMs write straight into their gates' columns, the
+loop runs in C++ on the CPU, and U's gradient for all steps is one GEMM.
 """
 
 from __future__ import annotations
@@ -222,8 +223,9 @@ class PreRecurrent(nn.Module):
 class PreRNNLinear(PreRecurrent):
     """A pre-trained ``nn.Linear`` (W: H x D) made recurrent with hidden size H.
 
-    The time loop runs in ``prernn.bptt`` (hand-written BPTT, as fast as torch's
-    fused kernels); ``fast = False`` on an instance selects the reference loop."""
+    It runs as one autograd node with hand-written BPTT (``prernn.bptt``; how it
+    compares with torch's fused RNNs is in BENCHMARKS.md); ``fast = False`` on an
+    instance selects the reference path (input terms, then the loop in autograd)."""
 
     fast = True
 
