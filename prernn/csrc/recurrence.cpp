@@ -38,15 +38,21 @@ template <typename T> inline T sigm_grad(T g, T y) { return g * y * (T(1) - y); 
 
 template <typename T> T* ptr(const Tensor& t) { return t.data_ptr<T>(); }
 
+// Step t of a contiguous time-major buffer, as a raw pointer (no tensor op, no dispatch).
+template <typename T> T* at_step(const Tensor& x, int64_t t) { return x.data_ptr<T>() + t * x.stride(0); }
+
+// Each step of a (T, B, ...) buffer as a (B, rest) matrix for the GEMMs, made once per call.
+std::vector<Tensor> steps_of(const Tensor& x) { return x.view({x.size(0), x.size(1), -1}).unbind(0); }
+
 // ---- VRNN: h_t = act(x_t + U h_{t-1}) ----
 
 template <typename T> void vrnn_fwd(const Tensor& xs, const Tensor& W, const Tensor& hs, int a) {
   const int64_t steps = xs.size(0), n = xs.size(1) * xs.size(3);
   const auto Wt = W.t();
+  auto x = steps_of(xs), h = steps_of(hs);
   for (int64_t t = 0; t < steps; ++t) {
-    Tensor h = hs[t + 1];
-    at::addmm_out(h, xs[t].view_as(h), hs[t], Wt);
-    T* p = ptr<T>(h);
+    at::addmm_out(h[t + 1], x[t], h[t], Wt);
+    T* p = at_step<T>(hs, t + 1);
     for (int64_t j = 0; j < n; ++j) p[j] = act(a, p[j]);
   }
 }
@@ -54,11 +60,12 @@ template <typename T> void vrnn_fwd(const Tensor& xs, const Tensor& W, const Ten
 template <typename T> void vrnn_bwd(const Tensor& dhs, const Tensor& W, const Tensor& hs, const Tensor& da,
                                     Tensor& dh, int a) {
   const int64_t steps = dhs.size(0), n = dhs.size(1) * dhs.size(2);
+  const auto d = steps_of(da);
   for (int64_t t = steps - 1; t >= 0; --t) {
-    const T *g = ptr<T>(dhs[t]), *y = ptr<T>(hs[t + 1]), *r = ptr<T>(dh);
-    T* d = ptr<T>(da[t]);
-    for (int64_t j = 0; j < n; ++j) d[j] = act_grad(a, g[j] + r[j], y[j]);
-    at::mm_out(dh, da[t].view({dh.size(0), -1}), W);
+    const T *g = at_step<T>(dhs, t), *y = at_step<T>(hs, t + 1), *r = ptr<T>(dh);
+    T* dt = at_step<T>(da, t);
+    for (int64_t j = 0; j < n; ++j) dt[j] = act_grad(a, g[j] + r[j], y[j]);
+    at::mm_out(dh, d[t], W);
   }
 }
 
@@ -68,13 +75,13 @@ template <typename T> void lstm_fwd(const Tensor& xs, const Tensor& W, const Ten
                                     const Tensor& gates, const Tensor& ks, int a) {
   const int64_t steps = xs.size(0), B = xs.size(1), H = xs.size(3);
   const auto Wt = W.t();
+  auto x = steps_of(xs), h = steps_of(hs), out = steps_of(gates);
   Tensor pre = xs.new_empty({B, 4 * H});
   for (int64_t t = 0; t < steps; ++t) {
-    at::addmm_out(pre, xs[t].view({B, 4 * H}), hs[t], Wt);
-    Tensor out = gates[t].view({B, 4 * H});
-    at::sigmoid_out(out, pre);  // ATen's vectorised sigmoid for all four; g is replaced below
-    T *g = ptr<T>(out), *c = ptr<T>(cs[t + 1]), *k = ptr<T>(ks[t]), *h = ptr<T>(hs[t + 1]);
-    const T *p = ptr<T>(pre), *cp = ptr<T>(cs[t]);
+    at::addmm_out(pre, x[t], h[t], Wt);
+    at::sigmoid_out(out[t], pre);  // ATen's vectorised sigmoid for all four; g is replaced below
+    T *g = at_step<T>(gates, t), *c = at_step<T>(cs, t + 1), *k = at_step<T>(ks, t), *hn = at_step<T>(hs, t + 1);
+    const T *p = ptr<T>(pre), *cp = at_step<T>(cs, t);
     for (int64_t b = 0; b < B; ++b, g += 4 * H, p += 4 * H) {
       for (int64_t j = 0; j < H; ++j) {
         const int64_t e = b * H + j;
@@ -82,7 +89,7 @@ template <typename T> void lstm_fwd(const Tensor& xs, const Tensor& W, const Ten
         const T i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
         c[e] = f * cp[e] + i * gg;
         k[e] = act(a, c[e]);
-        h[e] = o * k[e];
+        hn[e] = o * k[e];
       }
     }
   }
@@ -91,9 +98,10 @@ template <typename T> void lstm_fwd(const Tensor& xs, const Tensor& W, const Ten
 template <typename T> void lstm_bwd(const Tensor& dhs, const Tensor& W, const Tensor& cs, const Tensor& gates,
                                     const Tensor& ks, const Tensor& da, Tensor& dh, const Tensor& dc, int a) {
   const int64_t steps = gates.size(0), B = gates.size(1), H = gates.size(3);
+  const auto d_steps = steps_of(da);
   for (int64_t t = steps - 1; t >= 0; --t) {
-    const T *g = ptr<T>(gates[t]), *dht = ptr<T>(dhs[t]), *cp = ptr<T>(cs[t]), *k = ptr<T>(ks[t]);
-    T *d = ptr<T>(da[t]), *dhr = ptr<T>(dh), *dcr = ptr<T>(dc);
+    const T *g = at_step<T>(gates, t), *dht = at_step<T>(dhs, t), *cp = at_step<T>(cs, t), *k = at_step<T>(ks, t);
+    T *d = at_step<T>(da, t), *dhr = ptr<T>(dh), *dcr = ptr<T>(dc);
     for (int64_t b = 0; b < B; ++b, g += 4 * H, d += 4 * H) {
       for (int64_t j = 0; j < H; ++j) {
         const int64_t e = b * H + j;
@@ -107,7 +115,7 @@ template <typename T> void lstm_bwd(const Tensor& dhs, const Tensor& W, const Te
         dcr[e] = dce * f;
       }
     }
-    at::mm_out(dh, da[t].view({B, 4 * H}), W);
+    at::mm_out(dh, d_steps[t], W);
   }
 }
 
@@ -117,12 +125,13 @@ template <typename T> void gru_fwd(const Tensor& xs, const Tensor& W, const c10:
                                    const Tensor& hs, const Tensor& rz, const Tensor& ns, const Tensor& hn, int a) {
   const int64_t steps = xs.size(0), B = xs.size(1), H = xs.size(3);
   const auto Wt = W.t();
+  auto h = steps_of(hs);
   Tensor hg = xs.new_empty({B, 3 * H});
   for (int64_t t = 0; t < steps; ++t) {
-    if (bias.has_value()) at::addmm_out(hg, *bias, hs[t], Wt);
-    else at::mm_out(hg, hs[t], Wt);
-    const T *x = ptr<T>(xs[t]), *u = ptr<T>(hg), *hp = ptr<T>(hs[t]);
-    T *s = ptr<T>(rz[t]), *n = ptr<T>(ns[t]), *m = ptr<T>(hn[t]), *h = ptr<T>(hs[t + 1]);
+    if (bias.has_value()) at::addmm_out(hg, *bias, h[t], Wt);
+    else at::mm_out(hg, h[t], Wt);
+    const T *x = at_step<T>(xs, t), *u = ptr<T>(hg), *hp = at_step<T>(hs, t);
+    T *s = at_step<T>(rz, t), *n = at_step<T>(ns, t), *m = at_step<T>(hn, t), *hnext = at_step<T>(hs, t + 1);
     for (int64_t b = 0; b < B; ++b, x += 3 * H, u += 3 * H, s += 2 * H) {
       for (int64_t j = 0; j < H; ++j) {
         const int64_t e = b * H + j;
@@ -130,7 +139,7 @@ template <typename T> void gru_fwd(const Tensor& xs, const Tensor& W, const c10:
         s[j] = r, s[H + j] = z;
         m[e] = u[2 * H + j];
         n[e] = act(a, x[2 * H + j] + r * m[e]);
-        h[e] = n[e] + z * (hp[e] - n[e]);
+        hnext[e] = n[e] + z * (hp[e] - n[e]);
       }
     }
   }
@@ -140,11 +149,12 @@ template <typename T> void gru_bwd(const Tensor& dhs, const Tensor& W, const Ten
                                    const Tensor& ns, const Tensor& hn, const Tensor& dx, const Tensor& dhg,
                                    Tensor& dh, int a) {
   const int64_t steps = rz.size(0), B = rz.size(1), H = rz.size(3);
+  const auto u_steps = steps_of(dhg);
   Tensor direct = dh.new_empty({B, H});
   for (int64_t t = steps - 1; t >= 0; --t) {
-    const T *s = ptr<T>(rz[t]), *n = ptr<T>(ns[t]), *m = ptr<T>(hn[t]), *hp = ptr<T>(hs[t]);
-    const T *dht = ptr<T>(dhs[t]), *dhr = ptr<T>(dh);
-    T *x = ptr<T>(dx[t]), *u = ptr<T>(dhg[t]), *q = ptr<T>(direct);
+    const T *s = at_step<T>(rz, t), *n = at_step<T>(ns, t), *m = at_step<T>(hn, t), *hp = at_step<T>(hs, t);
+    const T *dht = at_step<T>(dhs, t), *dhr = ptr<T>(dh);
+    T *x = at_step<T>(dx, t), *u = at_step<T>(dhg, t), *q = ptr<T>(direct);
     for (int64_t b = 0; b < B; ++b, s += 2 * H, x += 3 * H, u += 3 * H) {
       for (int64_t j = 0; j < H; ++j) {
         const int64_t e = b * H + j;
@@ -158,7 +168,7 @@ template <typename T> void gru_bwd(const Tensor& dhs, const Tensor& W, const Ten
         q[e] = dhe * z;
       }
     }
-    at::addmm_out(dh, direct, dhg[t].view({B, 3 * H}), W);
+    at::addmm_out(dh, direct, u_steps[t], W);
   }
 }
 
@@ -172,6 +182,7 @@ void check(const Tensor& t, const char* name) {
 std::vector<Tensor> forward(const std::string& cell, const Tensor& xs, const Tensor& W,
                             const c10::optional<Tensor>& bias, const Tensor& h0, const c10::optional<Tensor>& c0,
                             int64_t a) {
+  at::AutoDispatchBelowADInplaceOrView guard;  // plain kernels: skip autograd's dispatch on every op
   check(xs, "xs");
   const int64_t steps = xs.size(0), B = xs.size(1), H = xs.size(3);
   Tensor hs = xs.new_empty({steps + 1, B, H});
@@ -198,6 +209,7 @@ std::vector<Tensor> forward(const std::string& cell, const Tensor& xs, const Ten
 // Returns [dxs (T, B, G, H), dhg (T, B, G*H), dh0, dc0 (LSTM only)].
 std::vector<Tensor> backward(const std::string& cell, const Tensor& dhs_in, const Tensor& W, const Tensor& hs,
                              const std::vector<Tensor>& saved, int64_t a) {
+  at::AutoDispatchBelowADInplaceOrView guard;
   const Tensor dhs = dhs_in.contiguous();
   const int64_t steps = dhs.size(0), B = dhs.size(1), H = dhs.size(2);
   Tensor dh = dhs.new_zeros({B, H});
