@@ -75,6 +75,28 @@ def ray_cluster():
     return RAY_ADDRESS
 
 
+def children(pid: int) -> set[int]:
+    """The live child processes of ``pid`` (from /proc)."""
+    kids = set()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    kids.add(int(entry))
+        except (OSError, IndexError, ValueError):
+            pass
+    return kids
+
+
+def process_tree(root: int) -> set[int]:
+    """``root`` and all its descendants."""
+    pids, frontier = {root}, {root}
+    while frontier:
+        frontier = {kid for pid in frontier for kid in children(pid)} - pids
+        pids |= frontier
+    return pids
+
+
 def sweep(*args: str, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
     """Run the CLI as a user would: a fresh Python process."""
     return subprocess.run([sys.executable, str(SWEEP), *map(str, args)], capture_output=True, text=True,

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from analysis import data, figures, tables

@@ -35,7 +35,7 @@ def test_nvgesture_clips_come_from_the_listed_colour_range(tmp_path):
                                                clip_frames=4)
     assert train.frames.shape == (2, 2, 3, 4, 32, 32)
     assert train.targets.tolist() == [0, 6]  # from label:, although the second video sits in class_02
-    (video, a, b, _), clips = made["train"][0], train.frames[0]  # range 2:10, two clips of 4: frames 2-5, 6-9
+    (video, a, _, _), clips = made["train"][0], train.frames[0]  # range 2:10, two clips of 4: frames 2-5, 6-9
     for k, start in enumerate((a, a + 4)):
         expected = np.stack([_chw(video[start + j]) for j in range(4)], axis=1)
         np.testing.assert_array_equal(clips[k].numpy(), expected)

@@ -14,7 +14,7 @@ import torch
 
 from launch.runner import execute
 
-from .conftest import ROOT, SWEEP, TOY, sweep
+from .conftest import ROOT, SWEEP, TOY, process_tree, sweep
 
 SOURCES = [p for d in ("prernn", "launch", "analysis", "benchmarks", "scripts") for p in (ROOT / d).rglob("*.py")]
 
@@ -82,28 +82,13 @@ def listening(pids: set[int]) -> set[str]:
     return out
 
 
-def tree(root: int) -> set[int]:
-    pids, changed = {root}, True
-    while changed:
-        changed = False
-        for entry in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if ppid in pids and int(entry) not in pids:
-                pids.add(int(entry))
-                changed = True
-    return pids
-
-
 @pytest.mark.slow
 def test_a_local_sweep_listens_on_no_port(write_spec, tmp_path):
     proc = subprocess.Popen([sys.executable, str(SWEEP), str(write_spec()), "--results-dir", str(tmp_path / "r")],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen, polls = set(), 0
     while proc.poll() is None:
-        seen |= listening(tree(proc.pid))
+        seen |= listening(process_tree(proc.pid))
         polls += 1
         time.sleep(0.2)
     assert proc.returncode == 0 and polls > 5

@@ -7,7 +7,7 @@ import time
 import pandas as pd
 import pytest
 
-from .conftest import TOY, sweep
+from .conftest import TOY, children, sweep
 
 
 def rows(results):
@@ -70,19 +70,6 @@ def test_dry_run_and_status(write_spec, tmp_path):
     assert "1 completed, 4 pending" in st.stdout
 
 
-def _children(pid: int) -> set[int]:
-    kids = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        kids.add(int(entry))
-            except (OSError, IndexError, ValueError):
-                pass
-    return kids
-
-
 @pytest.mark.slow
 def test_sigkill_the_launcher_then_rerun(write_spec, tmp_path):
     """Kill -9 mid-sweep: workers die with it; the rerun finishes; no trial twice, one row each."""
@@ -100,7 +87,7 @@ def test_sigkill_the_launcher_then_rerun(write_spec, tmp_path):
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and len(list((results / "trials").glob("*.parquet"))) < 2:
         time.sleep(0.2)
-    workers = _children(proc.pid)
+    workers = children(proc.pid)
     assert workers, "the launcher should have worker processes"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
