@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from .conftest import ROOT, SWEEP, TOY, sweep
+from .conftest import ROOT, SWEEP, TOY, children, sweep
 
 # 9 trials of 4 epochs, each a few seconds: kills land before, inside and between trials
 SLOW = dict(TOY, grid=[{"model": "traditional", "cell": ["vrnn", "gru", "lstm"], "hidden_dim": [4, 8, 16]}],
@@ -30,18 +30,6 @@ def launch(spec, results, *args) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(SWEEP), str(spec), "--results-dir", str(results), "--workers", "2",
                              *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-
-
-def children(pid: int) -> list[int]:
-    kids = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                    kids.append(int(entry))
-        except (OSError, ValueError, IndexError):
-            pass
-    return kids
 
 
 def workers(pid: int) -> list[int]:
@@ -194,14 +182,15 @@ def test_many_processes_write_one_store_at_once(tmp_path, record_property):
 
 @pytest.mark.slow
 def test_a_trial_whose_worker_vanished_is_lost_not_running_and_reruns(write_spec, tmp_path, record_property):
-    one = dict(SLOW, grid=[{"model": "traditional", "cell": "lstm", "hidden_dim": 8}], train=dict(SLOW["train"], epochs=30))
+    one = dict(SLOW, grid=[{"model": "traditional", "cell": "lstm", "hidden_dim": 8}], train=dict(SLOW["train"], epochs=6))
     spec, results = write_spec(one), tmp_path / "r"
     proc = launch(spec, results)
     while not has_epoch(results):
         assert proc.poll() is None, "the trial ended before it could be killed"
         time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGSTOP)  # held mid-trial, so it cannot finish while status looks
     st = sweep("status", spec, "--results-dir", results)
-    assert "1 running" in st.stdout, st.stdout  # alive: heartbeat fresh
+    assert "1 running" in st.stdout, st.stdout  # heartbeat fresh
     os.killpg(proc.pid, signal.SIGKILL)  # no record, no goodbye: only the heartbeat stops
     proc.wait()
     heartbeat = next((results / "runs").glob("*/heartbeat"))
