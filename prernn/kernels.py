@@ -40,7 +40,8 @@ def load(required: bool = False):
     try:
         from torch.utils.cpp_extension import load as build
 
-        _module = build("prernn_recurrence", [str(SOURCE)], extra_cflags=["-O3"])
+        _module = build("prernn_recurrence", [str(SOURCE)], extra_cflags=["-O3", "-fopenmp"],
+                        extra_ldflags=["-fopenmp"])  # OpenMP: at::parallel_for is a pragma in a header
     except Exception as e:  # no compiler, no ninja, read-only cache, ...
         if required:
             raise

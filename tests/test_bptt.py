@@ -64,6 +64,23 @@ def test_float32_and_a_non_default_shared_gate(impl, cell, variant):
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("hidden", [13, 160])
+@pytest.mark.parametrize("cell,variant", COMBOS)
+def test_float32_through_the_step_gemm_micro_kernel(impl, cell, variant, hidden):
+    """Float32 takes the C++ loop's brgemm path. H=13 leaves edges outside the 8 x 8 tiles of
+    the transposed copy of U; H=160 splits each step's GEMM into column blocks and the
+    transposed copy into row blocks over torch's threads (when there are two or more)."""
+    torch.manual_seed(2)
+    layer = PreRNNLinear(nn.Linear(11, hidden), cell, variant, recurrent_init="orthogonal", activation="tanh")
+    x = torch.randn(3, 5, 11, requires_grad=True)
+    state = tuple(torch.randn(3, hidden) for _ in range(CELLS[cell].states))
+    grad = torch.randn(3, 5, hidden)
+    fast = outputs_and_grads(layer, x, state, grad)
+    layer.fast = False
+    for a, b in zip(fast, outputs_and_grads(layer, x, state, grad), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_a_kernel_that_does_not_build_falls_back_to_python_with_a_warning(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("no compiler here")
