@@ -153,16 +153,19 @@ CELLS = {
 }
 
 
-def _copy_blocks(gates: int, shared: int, H: int):
-    """(gate slice of the input terms, row slice of the stacked copies) before and after the shared gate."""
-    blocks = ((slice(0, shared), slice(0, shared * H)), (slice(shared + 1, gates), slice(shared * H, None)))
-    return [(g, r) for g, r in blocks if g.start < g.stop]
+def _in_gate_order(shared: Tensor, copies: Tensor, index: int) -> Tensor:
+    """The shared term's rows and the stacked gate copies' rows as one (G*H, ...) tensor in the
+    cell's gate order (the shared gate's rows at `index`): one GEMM for all input terms."""
+    rows = index * shared.shape[0]
+    return torch.cat([copies[:rows], shared, copies[rows:]])
 
 
 class LinearRecurrence(torch.autograd.Function):
     """A whole linear PreRNN layer as one autograd node: the input terms of all T
-    steps (one GEMM for the shared W, one per run of gate copies, each written
-    straight into its gates' columns) and then the time loop."""
+    steps, then the time loop. The gate variant's input weights are concatenated
+    in gate order once per call, so that its input terms, their weight gradient and
+    dx are one GEMM each instead of one per run of gates (at the mini profile's
+    sizes a GEMM call costs more than the copy)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, copy_weight: Tensor | None, copy_bias: Tensor | None,
@@ -172,13 +175,12 @@ class LinearRecurrence(torch.autograd.Function):
         H = weight_hh.shape[1]
         G = weight_hh.shape[0] // H
         xt = x.transpose(0, 1).reshape(T * B, D)  # time-major rows
+        weights = None  # the gate variant's input weights in gate order (G*H x D), kept for dx
         if copy_weight is None:  # SIH / VRNN: every gate reads the one shared term
             xs = torch.addmm(bias, xt, weight.t()).unsqueeze(1).expand(-1, G, -1)
         else:
-            xs = x.new_empty(T * B, G, H)
-            torch.addmm(bias, xt, weight.t(), out=xs[:, shared])
-            for gates, rows in _copy_blocks(G, shared, H):
-                torch.addmm(copy_bias[rows], xt, copy_weight[rows].t(), out=xs[:, gates].flatten(1))
+            weights = _in_gate_order(weight, copy_weight, shared)
+            xs = torch.addmm(_in_gate_order(bias, copy_bias, shared), xt, weights.t()).view(T * B, G, H)
         if hidden_bias is not None and cell != "gru":  # the GRU's hidden bias sits inside r * (U h + c)
             xs = xs + hidden_bias.view(G, H)
         xs = xs.contiguous().view(T, B, G, H)  # a copy only for SIH's expanded shared term
@@ -190,13 +192,13 @@ class LinearRecurrence(torch.autograd.Function):
             hs, saved = CELLS[cell][0](xs, weight_hh, hidden_bias, h0, c0, FORWARD[activation])
         ctx.cell, ctx.activation, ctx.shared = cell, activation, shared
         ctx.saved = saved
-        ctx.save_for_backward(xt, weight, copy_weight, weight_hh, hs)
+        ctx.save_for_backward(xt, weight, weights, weight_hh, hs)
         return hs[1:].transpose(0, 1).contiguous()  # (B, T, H), its own memory: free to modify in place
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):
-        xt, weight, copy_weight, weight_hh, hs = ctx.saved_tensors
+        xt, weight, weights, weight_hh, hs = ctx.saved_tensors
         dhs = grad.transpose(0, 1)
         if ctx.kernels is not None:
             act = kernels.ACTIVATION_IDS[ctx.activation]
@@ -209,19 +211,20 @@ class LinearRecurrence(torch.autograd.Function):
         flat = dhg.reshape(N, G * H)
         d_weight_hh = flat.t() @ hs[:-1].reshape(N, H)  # all T steps in one GEMM
         d_hidden_bias = flat.sum(0) if ctx.needs_input_grad[6] else None
-        d = dxs.reshape(N, G, H)
-        ds = d.sum(1) if copy_weight is None else d[:, ctx.shared]  # the shared term's gradient
-        dx = ds @ weight if ctx.needs_input_grad[0] else None
-        d_copy_weight = d_copy_bias = None
-        if copy_weight is not None:
-            d_copy_weight, d_copy_bias = torch.empty_like(copy_weight), copy_weight.new_empty(copy_weight.shape[0])
-            for gates, rows in _copy_blocks(G, ctx.shared, H):
-                dd = d[:, gates].flatten(1)
-                torch.mm(dd.t(), xt, out=d_copy_weight[rows])
-                torch.sum(dd, 0, out=d_copy_bias[rows])
-                if dx is not None:
-                    dx.addmm_(dd, copy_weight[rows])
+        want_dx = ctx.needs_input_grad[0]
+        if weights is None:  # SIH / VRNN: the shared term's gradient is the sum over gates
+            ds = dxs.sum(2).reshape(N, H)
+            d_weight, d_bias, d_copy_weight, d_copy_bias = ds.t() @ xt, ds.sum(0), None, None
+            dx = ds @ weight if want_dx else None
+        else:  # all gates at once, then the shared gate's rows and the copies' rows apart
+            d = dxs.reshape(N, G * H)
+            d_weights, d_biases = d.t() @ xt, d.sum(0)
+            dx = d @ weights if want_dx else None
+            rows = slice(ctx.shared * H, (ctx.shared + 1) * H)
+            d_weight, d_bias = d_weights[rows], d_biases[rows]
+            d_copy_weight = torch.cat([d_weights[:rows.start], d_weights[rows.stop:]])
+            d_copy_bias = torch.cat([d_biases[:rows.start], d_biases[rows.stop:]])
         if dx is not None:
             dx = dx.view(T, B, -1).transpose(0, 1)
-        return (dx, ds.t() @ xt, ds.sum(0), d_copy_weight, d_copy_bias, d_weight_hh, d_hidden_bias,
+        return (dx, d_weight, d_bias, d_copy_weight, d_copy_bias, d_weight_hh, d_hidden_bias,
                 dh0, (dc0 or [None])[0], None, None, None)

@@ -23,7 +23,7 @@ template <typename T> inline T sigm(T x) { return T(1) / (T(1) + std::exp(-x)); 
 
 template <int A, typename T> inline T act(T x) {
   switch (A) {
-    case RELU: return x > T(0) ? x : T(0);
+    case RELU: return std::max(x, T(0));
     case TANH: return std::tanh(x);
     case SIGMOID: return sigm(x);
     default: return x;
@@ -161,7 +161,7 @@ template <typename T, int A> void lstm_fwd(const Tensor& xs, const Tensor& W, co
     T *g = at_step<T>(gates, t), *c = at_step<T>(cs, t + 1), *k = at_step<T>(ks, t), *hn = at_step<T>(hs, t + 1);
     const T *p = ptr<T>(pre), *cp = at_step<T>(cs, t);
     for (int64_t b = 0; b < B; ++b, g += 4 * H, p += 4 * H) {
-      for (int64_t j = 0; j < H; ++j) {
+      _Pragma("omp simd") for (int64_t j = 0; j < H; ++j) {  // the units are independent
         const int64_t e = b * H + j;
         g[2 * H + j] = act<A>(p[2 * H + j]);
         const T i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
@@ -182,7 +182,7 @@ template <typename T, int A> void lstm_bwd(const Tensor& dhs, const Tensor& W, c
     const T *g = at_step<T>(gates, t), *dht = at_step<T>(dhs, t), *cp = at_step<T>(cs, t), *k = at_step<T>(ks, t);
     T *d = at_step<T>(da, t), *dhr = ptr<T>(dh), *dcr = ptr<T>(dc);
     for (int64_t b = 0; b < B; ++b, g += 4 * H, d += 4 * H) {
-      for (int64_t j = 0; j < H; ++j) {
+      _Pragma("omp simd") for (int64_t j = 0; j < H; ++j) {  // the units are independent
         const int64_t e = b * H + j;
         const T i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
         const T dhe = dht[e] + dhr[e];
@@ -214,7 +214,7 @@ template <typename T, int A> void gru_fwd(const Tensor& xs, const Tensor& W, con
     const T *x = at_step<T>(xs, t), *u = ptr<T>(hg), *hp = at_step<T>(hs, t);
     T *s = at_step<T>(rz, t), *n = at_step<T>(ns, t), *m = at_step<T>(hn, t), *hnext = at_step<T>(hs, t + 1);
     for (int64_t b = 0; b < B; ++b, x += 3 * H, u += 3 * H, s += 2 * H) {
-      for (int64_t j = 0; j < H; ++j) {
+      _Pragma("omp simd") for (int64_t j = 0; j < H; ++j) {  // the units are independent
         const int64_t e = b * H + j;
         const T r = sigm(x[j] + u[j]), z = sigm(x[H + j] + u[H + j]);
         s[j] = r, s[H + j] = z;
@@ -237,7 +237,7 @@ template <typename T, int A> void gru_bwd(const Tensor& dhs, const Tensor& W, co
     const T *dht = at_step<T>(dhs, t), *dhr = ptr<T>(dh);
     T *x = at_step<T>(dx, t), *u = at_step<T>(dhg, t), *q = ptr<T>(dh);  // q[e] replaces dhr[e] after its read
     for (int64_t b = 0; b < B; ++b, s += 2 * H, x += 3 * H, u += 3 * H) {
-      for (int64_t j = 0; j < H; ++j) {
+      _Pragma("omp simd") for (int64_t j = 0; j < H; ++j) {  // the units are independent
         const int64_t e = b * H + j;
         const T r = s[j], z = s[H + j];
         const T dhe = dht[e] + dhr[e];
