@@ -24,6 +24,25 @@ _module = None
 _tried = False
 
 
+# Instruction sets the gate loops may use, as torch's own kernels do (ATen's vector types pick
+# their width from CPU_CAPABILITY_*); the capability is in the module's name, so that machines
+# sharing one build cache (a cluster's home directory) each get their own build.
+CAPABILITY_FLAGS = {
+    "AVX512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-DCPU_CAPABILITY_AVX512"],
+    "AVX2": ["-mavx2", "-mfma", "-DCPU_CAPABILITY_AVX2"],
+}
+
+
+def _target() -> tuple[str, list[str]]:
+    import torch
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    flags = CAPABILITY_FLAGS.get(capability, [])
+    # our own namespace for ATen's inline vector code, apart from libtorch's copies of it
+    suffix = capability.lower() if flags else "default"
+    return f"prernn_recurrence_{suffix}", [*flags, f"-DCPU_CAPABILITY=prernn_{suffix}"]
+
+
 def load(required: bool = False):
     global _module, _tried
     if _tried and not required:
@@ -40,7 +59,8 @@ def load(required: bool = False):
     try:
         from torch.utils.cpp_extension import load as build
 
-        _module = build("prernn_recurrence", [str(SOURCE)], extra_cflags=["-O3", "-fopenmp"],
+        name, flags = _target()
+        _module = build(name, [str(SOURCE)], extra_cflags=["-O3", "-fopenmp", *flags],
                         extra_ldflags=["-fopenmp"])  # OpenMP: at::parallel_for is a pragma in a header
     except Exception as e:  # no compiler, no ninja, read-only cache, ...
         if required:

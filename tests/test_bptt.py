@@ -105,3 +105,14 @@ def test_the_output_may_be_modified_in_place():  # as nn.ReLU(inplace=True) afte
     layer.fast, x.grad = False, None
     layer(x).mul_(2).sum().backward()
     torch.testing.assert_close(fast, x.grad)
+
+
+@pytest.mark.parametrize("capability,name,flag", [("AVX512", "prernn_recurrence_avx512", "-mavx512f"),
+                                                  ("AVX2", "prernn_recurrence_avx2", "-mavx2"),
+                                                  ("DEFAULT", "prernn_recurrence_default", None),
+                                                  ("SVE256", "prernn_recurrence_default", None)])
+def test_the_build_targets_the_cpus_capability_under_its_own_name(monkeypatch, capability, name, flag):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    built, flags = kernels._target()
+    assert built == name
+    assert (flag in flags) if flag else not any(f.startswith("-m") for f in flags)

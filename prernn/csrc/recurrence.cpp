@@ -4,6 +4,7 @@
 // tensor ops. The per-step GEMMs go through oneDNN's brgemm micro-kernel for float (see
 // `gemm`), ATen's otherwise. Built on first use by prernn/kernels.py.
 #include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
 #include <ATen/native/CPUBlas.h>
 #include <torch/extension.h>
 
@@ -38,6 +39,16 @@ template <int A, typename T> inline T act_grad(T g, T y) {
     case SIGMOID: return g * y * (T(1) - y);
     default: return g;
   }
+}
+
+// out = σ(in) over n contiguous elements, computed as ATen's own sigmoid kernel computes it, in
+// vectors as wide as the build targets (prernn/kernels.py builds for the CPU's capability).
+template <typename T> void sigmoid(const T* in, T* out, int64_t n) {
+  using V = at::vec::Vectorized<T>;
+  int64_t i = 0;
+  for (; i + V::size() <= n; i += V::size())
+    ((V(T(0)) - V::loadu(in + i)).exp() + V(T(1))).reciprocal().store(out + i);
+  for (; i < n; ++i) out[i] = sigm(in[i]);
 }
 
 template <typename T> inline T sigm_grad(T g, T y) { return g * y * (T(1) - y); }
@@ -152,15 +163,16 @@ template <typename T, int A> void lstm_fwd(const Tensor& xs, const Tensor& W, co
                                     const Tensor& gates, const Tensor& ks) {
   const int64_t steps = xs.size(0), B = xs.size(1), H = xs.size(3);
   const StepGemm<T> hU(W, true);
-  auto h = steps_of(hs), out = steps_of(gates);
+  auto h = steps_of(hs);
   Tensor pre = xs.new_empty({B, 4 * H});
   for (int64_t t = 0; t < steps; ++t) {
     std::memcpy(ptr<T>(pre), at_step<T>(xs, t), B * 4 * H * sizeof(T));
     hU(h[t], pre, true);
-    at::sigmoid_out(out[t], pre);  // ATen's vectorised sigmoid for all four; g is replaced below
     T *g = at_step<T>(gates, t), *c = at_step<T>(cs, t + 1), *k = at_step<T>(ks, t), *hn = at_step<T>(hs, t + 1);
     const T *p = ptr<T>(pre), *cp = at_step<T>(cs, t);
     for (int64_t b = 0; b < B; ++b, g += 4 * H, p += 4 * H) {
+      sigmoid(p, g, 2 * H);  // i, f
+      sigmoid(p + 3 * H, g + 3 * H, H);  // o
       _Pragma("omp simd") for (int64_t j = 0; j < H; ++j) {  // the units are independent
         const int64_t e = b * H + j;
         g[2 * H + j] = act<A>(p[2 * H + j]);
