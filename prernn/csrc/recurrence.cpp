@@ -128,6 +128,32 @@ template <typename T> struct StepGemm {
     if (add) out.addmm_(A, B);
     else at::mm_out(out, A, B);
   }
+
+  // C = X + A @ op(U), C and X (B x G*H) made of G gate blocks of H columns, then f(j0, j1): both
+  // split over torch's threads by units, i.e. columns [j0, j1) of every gate block, so that each
+  // thread's gate math reads only what its own GEMMs wrote and one fork per step does it all.
+  template <typename F> void by_units(const Tensor& A, const T* X, const Tensor& C, int64_t G, int64_t H,
+                                      const F& f) const {
+    const int64_t M = A.size(0), K = A.size(1), N = G * H;
+    T* c = ptr<T>(C);
+    if constexpr (std::is_same_v<T, float>) {
+      if (micro) {
+        const float *a = ptr<float>(A), *b = ptr<float>(B);
+        at::parallel_for(0, H, 16, [&](int64_t j0, int64_t j1) {
+          for (int64_t g = 0; g < G; ++g) {
+            const int64_t col = g * H + j0, n = j1 - j0;
+            for (int64_t r = 0; r < M; ++r) std::memcpy(c + r * N + col, X + r * N + col, n * sizeof(T));
+            at::native::cpublas::brgemm(M, n, K, K, N, N, true, a, b + col, c + col, false);
+          }
+          f(j0, j1);
+        });
+        return;
+      }
+    }
+    std::memcpy(c, X, M * N * sizeof(T));
+    (*this)(A, C, true);
+    f(0, H);
+  }
 };
 
 // ---- VRNN: h_t = act(x_t + U h_{t-1}) ----
@@ -166,22 +192,23 @@ template <typename T, int A> void lstm_fwd(const Tensor& xs, const Tensor& W, co
   auto h = steps_of(hs);
   Tensor pre = xs.new_empty({B, 4 * H});
   for (int64_t t = 0; t < steps; ++t) {
-    std::memcpy(ptr<T>(pre), at_step<T>(xs, t), B * 4 * H * sizeof(T));
-    hU(h[t], pre, true);
-    T *g = at_step<T>(gates, t), *c = at_step<T>(cs, t + 1), *k = at_step<T>(ks, t), *hn = at_step<T>(hs, t + 1);
-    const T *p = ptr<T>(pre), *cp = at_step<T>(cs, t);
-    for (int64_t b = 0; b < B; ++b, g += 4 * H, p += 4 * H) {
-      sigmoid(p, g, 2 * H);  // i, f
-      sigmoid(p + 3 * H, g + 3 * H, H);  // o
-      _Pragma("omp simd") for (int64_t j = 0; j < H; ++j) {  // the units are independent
-        const int64_t e = b * H + j;
-        g[2 * H + j] = act<A>(p[2 * H + j]);
-        const T i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
-        c[e] = f * cp[e] + i * gg;
-        k[e] = act<A>(c[e]);
-        hn[e] = o * k[e];
+    T *g0 = at_step<T>(gates, t), *c = at_step<T>(cs, t + 1), *k = at_step<T>(ks, t), *hn = at_step<T>(hs, t + 1);
+    const T *p0 = ptr<T>(pre), *cp = at_step<T>(cs, t);
+    hU.by_units(h[t], at_step<T>(xs, t), pre, 4, H, [&](int64_t j0, int64_t j1) {
+      for (int64_t b = 0; b < B; ++b) {
+        const T* p = p0 + b * 4 * H;
+        T* g = g0 + b * 4 * H;
+        for (int64_t q : {0, 1, 3}) sigmoid(p + q * H + j0, g + q * H + j0, j1 - j0);  // i, f, o
+        _Pragma("omp simd") for (int64_t j = j0; j < j1; ++j) {  // the units are independent
+          const int64_t e = b * H + j;
+          g[2 * H + j] = act<A>(p[2 * H + j]);
+          const T i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
+          c[e] = f * cp[e] + i * gg;
+          k[e] = act<A>(c[e]);
+          hn[e] = o * k[e];
+        }
       }
-    }
+    });
   }
 }
 
