@@ -8,6 +8,7 @@ the C++ one.
 
     python benchmarks/recurrent_layers.py                      # B=8 T=16 D=H=1024, and the mini profile's fc6/fc7
     python benchmarks/recurrent_layers.py --sizes 8,16,1024,1024
+    python benchmarks/recurrent_layers.py --threads 1          # as a sweep slot with one core runs it
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ def main() -> None:
                    help="B,T,D,H")
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {a.device}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
     print(f"{'B,T,D,H':>16} {'layer':>10} {'prernn ms':>10} {'fused ms':>9} {'ratio':>6}")

@@ -13,9 +13,10 @@ autograd node:
   per-step weight-gradient writes are much of what makes autograd's loop slow),
   and the hidden bias's is one sum.
 
-On the CPU the loop runs in C++ (``prernn/csrc/recurrence.cpp``, each step's gate
-math fused into one pass); the Python functions below are its twin, used on GPUs
-and where the extension cannot be built (``prernn.kernels``).
+On the CPU the loop runs in C++ (``prernn/csrc/recurrence.cpp``: each step's gate
+math fused into one vectorised pass, the step GEMM through oneDNN's brgemm
+micro-kernel, both split over torch's threads); the Python functions below are its
+twin, used on GPUs and where the extension cannot be built (``prernn.kernels``).
 
 The input terms of all T steps are batched GEMMs inside the node (forward and
 backward), so autograd sees one node per layer. Derivatives of φ are taken from its output (relu, tanh, sigmoid,

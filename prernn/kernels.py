@@ -6,6 +6,10 @@ and shared by every process on the machine) and returns it, or ``None`` when it
 cannot be built - then ``prernn.bptt`` runs the same loop in Python, slower on the
 CPU (see BENCHMARKS.md), with one warning. ``PRERNN_KERNELS=0`` turns it off.
 ``setup.sh`` builds it, so a sweep does not pay the compile in its first trial.
+
+It is built with OpenMP (torch's ``at::parallel_for``) and for the instruction set
+torch itself uses on this CPU (AVX-512, AVX2 or neither), each under its own module
+name, so that machines of different kinds can share one build cache.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 // functions in prernn/bptt.py (which document the buffers and the math), with each
 // step's gate math fused into one pass over the (B, H) elements instead of a dozen
 // tensor ops. The per-step GEMMs go through oneDNN's brgemm micro-kernel for float (see
-// `gemm`), ATen's otherwise. Built on first use by prernn/kernels.py.
+// `StepGemm`), ATen's otherwise, split with the gate math over torch's threads. Built on
+// first use by prernn/kernels.py, for the CPU's instruction set.
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 #include <ATen/native/CPUBlas.h>
@@ -101,9 +102,9 @@ template <typename T> Tensor transposed(const Tensor& U_in) {
 // step writing C (B x N) = A (B x K) @ op(U), plus C's old value when `add`. With B = 8 rows these
 // are small or memory-bound, and MKL's sgemm spends about as long handing them to its OpenMP team
 // as computing them. So float goes to oneDNN's brgemm micro-kernel, one column block per torch
-// thread: 8 x 128 x 512 takes 9.3 us on one thread and 5.4 us on two, against MKL's 13-17 us, and
-// the paper's 8 x 1024 x 4096 is faster too (benchmarks/recurrent_layers.py, BENCHMARKS.md). It
-// wants op(U) as a row-major K x N matrix, so U^T is transposed once per call.
+// thread: timed while writing this, 8 x 128 x 512 took 9.3 us on one thread and 5.4 us on two,
+// against MKL's 13-17 us; the layers' own figures are in BENCHMARKS.md. brgemm wants op(U) as a
+// row-major K x N matrix, so U^T is transposed once per call.
 template <typename T> struct StepGemm {
   bool micro;
   Tensor B;  // op(U) as the K x N right-hand side
