@@ -118,7 +118,7 @@ template <typename T> struct StepGemm {
         const int64_t M = A.size(0), K = A.size(1), N = B.size(1);
         const float *a = ptr<float>(A), *b = ptr<float>(B);
         float* c = ptr<float>(C);
-        // column blocks of at least 64 (a multiple of the kernel's 16-wide vectors)
+        // column blocks of at least 64, one per thread
         at::parallel_for(0, N, 64, [&](int64_t n0, int64_t n1) {
           at::native::cpublas::brgemm(M, n1 - n0, K, K, N, N, add, a, b + n0, c + n0, false);
         });
