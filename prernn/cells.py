@@ -27,8 +27,8 @@ What is the paper's and what is ours:
 Efficiency: the input-to-hidden term for all T steps is one batched op over B*T
 (one GEMM for the shared weight, one stacked GEMM for all gate copies); only the
 hidden-to-hidden product runs step by step. A linear layer is one autograd node
-(``prernn.bptt``): its input GEMMs write straight into their gates' columns, the
-loop runs in C++ on the CPU, and U's gradient for all steps is one GEMM.
+(``prernn.bptt``): one input GEMM for all gates (their weights joined in gate
+order), the loop in C++ on the CPU, and U's gradient for all steps in one GEMM.
 """
 
 from __future__ import annotations

@@ -160,14 +160,15 @@ template <typename T> struct StepGemm {
 // ---- VRNN: h_t = act(x_t + U h_{t-1}) ----
 
 template <typename T, int A> void vrnn_fwd(const Tensor& xs, const Tensor& W, const Tensor& hs) {
-  const int64_t steps = xs.size(0), n = xs.size(1) * xs.size(3);
+  const int64_t steps = xs.size(0), B = xs.size(1), H = xs.size(3);
   const StepGemm<T> hU(W, true);
   auto h = steps_of(hs);
   for (int64_t t = 0; t < steps; ++t) {
     T* p = at_step<T>(hs, t + 1);
-    std::memcpy(p, at_step<T>(xs, t), n * sizeof(T));
-    hU(h[t], h[t + 1], true);
-    for (int64_t j = 0; j < n; ++j) p[j] = act<A>(p[j]);
+    hU.by_units(h[t], at_step<T>(xs, t), h[t + 1], 1, H, [&](int64_t j0, int64_t j1) {
+      for (int64_t b = 0; b < B; ++b)
+        _Pragma("omp simd") for (int64_t j = j0; j < j1; ++j) p[b * H + j] = act<A>(p[b * H + j]);
+    });
   }
 }
 
