@@ -111,7 +111,11 @@ def epochs_schema(task: str) -> pa.Schema:
 def _write_atomic(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)  # whichever writer comes first
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
+    try:
+        pq.write_table(table, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a killed writer leaves it behind instead: readers skip hidden files
+        raise
     os.replace(tmp, path)
 
 
