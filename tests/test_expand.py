@@ -1,8 +1,14 @@
 """Expansion is pure: spec -> trials with content-addressed ids."""
 
+import copy
+import typing
+
+import pytest
+from pydantic import BaseModel
+
 import prernn
 from launch.expand import expand, trial_id
-from launch.spec import load_spec
+from launch.spec import BackboneConfig, DataConfig, ModelConfig, TrainConfig, load_spec
 
 from .conftest import ROOT, TOY
 
@@ -31,6 +37,75 @@ def test_ids_are_hashes_of_the_resolved_config():
     assert [t.id for t in expand(table1())] == [t.id for t in trials]  # deterministic
     changed = expand(table1("mini", "train.lr=0.02"))
     assert not {t.id for t in changed} & {t.id for t in trials}  # any config change -> new ids
+
+
+SECTIONS = {"data": DataConfig, "backbone": BackboneConfig, "train": TrainConfig, "model": ModelConfig}
+
+
+def field_paths(model: type, prefix: tuple = ()) -> set[tuple]:
+    """Every leaf of a config type, as paths: nested sections are recursed into."""
+    out = set()
+    for name, field in model.model_fields.items():
+        nested = [a for a in (typing.get_args(field.annotation) or (field.annotation,))
+                  if isinstance(a, type) and issubclass(a, BaseModel)]
+        out |= field_paths(nested[0], prefix + (name,)) if nested else {prefix + (name,)}
+    return out
+
+
+def leaf_paths(config: dict, prefix: tuple = ()) -> set[tuple]:
+    out = set()
+    for k, v in config.items():
+        out |= leaf_paths(v, prefix + (k,)) if isinstance(v, dict) else {prefix + (k,)}
+    return out
+
+
+def other_value(value):
+    """A different value of the same kind (no validation needed: trial_id hashes any config)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, list):
+        return value + [value[0] if value else 1]
+    return 1 if value is None else None
+
+
+def changed(config: dict, path: tuple) -> dict:
+    out = copy.deepcopy(config)
+    node = out
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = other_value(node[path[-1]])
+    return out
+
+
+def test_a_trials_config_holds_every_field_of_every_section():
+    """Expansion carries every field of every config type into the trial's config (the
+    trial id hashes that config: a field left out could not change the id)."""
+    expected = {("task",), ("seed",)} | {(s, *p) for s, t in SECTIONS.items() for p in field_paths(t)}
+    spec = table1()
+    for t in expand(spec):
+        assert leaf_paths(t.config) == expected
+        for name in ("data", "backbone", "train"):
+            assert t.config[name] == getattr(spec, name).model_dump()
+
+
+def test_the_id_changes_when_any_resolved_field_changes():
+    for t in expand(table1())[::7] + expand(table1("paper"))[::7]:  # traditional and PreRNN trials
+        paths = leaf_paths(t.config)
+        assert {p[0] for p in paths} == {"task", "seed", *SECTIONS}
+        ids = {trial_id(changed(t.config, p)) for p in paths}
+        assert len(ids) == len(paths) and t.id not in ids, "some field does not reach the id"
+
+
+@pytest.mark.parametrize("override", ["data.size=40", "data.seed=5", "backbone.pretrain.epochs=9",
+                                      "backbone.name=mini_c3d", "train.momentum=0.5", "seeds=[3]"])
+def test_changing_a_section_through_the_spec_changes_every_id(override):
+    base = expand(table1())
+    other = expand(table1("mini", override))
+    assert len(other) == len(base) and not {t.id for t in other} & {t.id for t in base}
 
 
 def test_adding_grid_points_keeps_the_old_ids():
@@ -65,7 +140,6 @@ def test_train_and_data_axes(write_spec):
     assert [t.config["train"]["lr"] for t in trials] == [0.1, 0.01]
     assert all(t.config["data"]["fail_at_epoch"] == 1 for t in trials)
     from launch.spec import SpecError
-    import pytest
 
     bad = dict(TOY, grid=[{"model": "traditional", "cell": "gru", "hidden_dim": 4, "train.lr": [-1]}])
     with pytest.raises(SpecError, match=r"grid\.0 .*lr.*greater than 0"):
