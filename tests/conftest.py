@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,20 @@ def process_tree(root: int) -> set[int]:
     return pids
 
 
+def wait_for(predicate, what: str, timeout: float = 120, every: float = 0.1):
+    """Poll ``predicate()`` until it returns something truthy (returned) or fail the test
+    after ``timeout`` seconds, naming ``what`` it waited for: no test waits on a fixed sleep
+    or without a deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
 def sweep(*args: str, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
     """Run the CLI as a user would: a fresh Python process."""
     return subprocess.run([sys.executable, str(SWEEP), *map(str, args)], capture_output=True, text=True,
@@ -104,14 +119,19 @@ def sweep(*args: str, timeout: float = 600, **kw) -> subprocess.CompletedProcess
 
 
 def pytest_terminal_summary(terminalreporter):
-    """The reliability figures RELIABILITY.md quotes: totals of the tests'
-    ``record_property("reliability ...", n)`` and the bad-input cases that passed."""
+    """The reliability figures RELIABILITY.md quotes: totals of what the tests counted as
+    they ran (``record_property("reliability ...", n)``, from failed tests too, so that a
+    figure such as rows lost can come out non-zero) and the bad-input cases that passed."""
     passed = terminalreporter.stats.get("passed", [])
     totals: dict[str, int] = {}
-    for report in passed:
-        for name, value in report.user_properties:
+    failing = set()
+    for report in passed + terminalreporter.stats.get("failed", []):
+        for name, value in getattr(report, "user_properties", ()):
             if name.startswith("reliability "):
-                totals[name[len("reliability "):]] = totals.get(name[len("reliability "):], 0) + value
+                key = name[len("reliability "):]
+                totals[key] = totals.get(key, 0) + value
+                if report.failed:
+                    failing.add(key)
     bad = {}
     for report in passed:
         if report.when == "call" and "bad_input" in report.keywords:
@@ -121,7 +141,7 @@ def pytest_terminal_summary(terminalreporter):
         return
     terminalreporter.section("reliability figures")
     for name, value in sorted(totals.items()):
-        terminalreporter.write_line(f"{name}: {value}")
+        terminalreporter.write_line(f"{name}: {value}" + (" (a test that counted it failed)" if name in failing else ""))
     if bad:
         detail = ", ".join(f"{m} {n}" for m, n in sorted(bad.items()))
         terminalreporter.write_line(f"bad-input tests passed: {sum(bad.values())} ({detail})")

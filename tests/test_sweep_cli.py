@@ -2,12 +2,11 @@
 
 import os
 import signal
-import time
 
 import pandas as pd
 import pytest
 
-from .conftest import TOY, children, sweep
+from .conftest import TOY, children, sweep, wait_for
 
 
 def rows(results):
@@ -84,18 +83,25 @@ def test_sigkill_the_launcher_then_rerun(write_spec, tmp_path):
     spec, results = write_spec(slow), tmp_path / "r"
     proc = subprocess.Popen([sys.executable, str(SWEEP), str(spec), "--results-dir", str(results), "--workers", "2"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and len(list((results / "trials").glob("*.parquet"))) < 2:
-        time.sleep(0.2)
+    wait_for(lambda: len(list((results / "trials").glob("[!.]*.parquet"))) >= 2, "two recorded trials", timeout=300)
     workers = children(proc.pid)
     assert workers, "the launcher should have worker processes"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done_before = rows(results).set_index("id")
     assert 2 <= len(done_before) < 9, "killed mid-sweep"
-    time.sleep(1)
-    alive = [p for p in workers if os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
-    assert not alive, "workers must die with the launcher"
+
+    def alive():
+        out = []
+        for p in workers:
+            try:
+                if open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+                    out.append(p)
+            except OSError:
+                pass
+        return out
+
+    wait_for(lambda: not alive(), "the workers to die with the launcher", timeout=30)
 
     out = sweep(spec, "--results-dir", results)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -105,3 +111,28 @@ def test_sigkill_the_launcher_then_rerun(write_spec, tmp_path):
     assert f"{len(done_before)} already recorded" in out.stdout
     epochs = pd.read_parquet(results / "epochs")
     assert len(epochs) == 9 * 4 and not epochs.duplicated(["id", "epoch"]).any()
+
+
+@pytest.mark.slow
+def test_one_launcher_per_sweep_directory(write_spec, tmp_path):
+    """A second launcher on a sweep directory in use exits 2 and starts nothing; once the
+    first has ended (or died: the lock dies with it), the directory is free again."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT, SWEEP
+
+    slow = dict(TOY, grid=[{"model": "traditional", "cell": "gru", "hidden_dim": [4, 8]}],
+                train=dict(TOY["train"], epochs=6), data=dict(TOY["data"], train_videos=48, size=32))
+    spec, results = write_spec(slow), tmp_path / "r"
+    first = subprocess.Popen([sys.executable, str(SWEEP), str(spec), "--results-dir", str(results)], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (results / "spec.yaml").exists() or first.poll() is not None, "the first launcher to start")
+    second = sweep(spec, "--results-dir", results)
+    assert second.returncode == 2 and "another launcher is running this sweep" in second.stderr, second.stdout
+    assert first.poll() is None, "the first launcher ended before the second tried"
+    assert first.wait(timeout=600) == 0, first.stderr.read()
+    logs = list(results.glob("runs/*/log.txt"))
+    assert len(logs) == 2 and all(log.read_text().count(" start ") == 1 for log in logs)  # nobody ran them twice
+    third = sweep(spec, "--results-dir", results)
+    assert third.returncode == 0 and "2 already recorded, 0 to run" in third.stdout
