@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytest_plugins = ["pytester"]  # tests/test_deadlines.py runs a nested pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ROOT / "launch" / "sweep.py"
 

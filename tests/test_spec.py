@@ -1,7 +1,6 @@
 """Spec loading: profiles, --set, and bad input - each a clear message, exit code 2, nothing written."""
 
 import pytest
-import yaml
 
 from launch.spec import SpecError, load_spec
 from launch.sweep import main
@@ -118,10 +117,14 @@ def test_all_problems_printed_one_per_line(write_spec, tmp_path, capsys):
     assert code == 2 and err.count("error: ") == 2 and not (tmp_path / "r").exists()
 
 
-def test_shipped_specs_validate_in_every_profile():
+def test_shipped_specs_validate_and_expand_in_every_profile():
+    from launch.expand import expand
     from launch.spec import profiles_of, read_yaml
 
+    found = {}
     for path in sorted((ROOT / "sweeps").glob("*.yaml")):
         for profile in profiles_of(read_yaml(path)):
-            load_spec(path, profile)
-    yaml.safe_load((ROOT / "sweeps/table1.yaml").read_text())
+            spec = load_spec(path, profile)
+            assert spec.profile == profile and expand(spec, path), f"{path.name} [{profile}] has no trials"
+            found.setdefault(path.stem, []).append(profile)
+    assert found == {name: ["mini", "paper"] for name in ("gesture", "table1", "table2", "table3")}

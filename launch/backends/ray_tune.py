@@ -4,7 +4,8 @@ Every pending trial is one Tune trial (a grid over the jobs) with the spec's
 resources (cpus, gpus, fractional gpus allowed); actors are reused across trials;
 a trial whose actor dies (its node was lost) is retried up to ``max_failures``
 times and resumes from its epoch checkpoint in the store (which must be on a
-filesystem every node sees). With ``asha``, per-epoch metrics feed an ASHA
+filesystem every node sees, as must ``$PRERNN_CACHE``: workers read the launcher's
+pre-training and feature caches, whose variables are passed to them). With ``asha``, per-epoch metrics feed an ASHA
 scheduler and stopped trials are recorded as ``pruned`` with their last epoch.
 The Ray dashboard stays off.
 """
@@ -19,6 +20,8 @@ from ray import tune
 
 from .base import Events, Job
 
+# where trials find the pre-training and feature caches and weight files, as the launcher sees them
+FORWARDED_ENV = ("PRERNN_CACHE", "PRERNN_WEIGHTS", "PRERNN_KERNELS")
 # the driver's live progress and jobs; Tune pickles its callbacks, so they look these up
 _LIVE: dict = {}
 
@@ -102,7 +105,11 @@ class RayBackend:
         import ray
 
         local = self.address is None or self.address.split(":")[0] in ("127.0.0.1", "localhost")
-        kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level="ERROR")
+        # workers of an existing cluster do not inherit the driver's environment: without these they
+        # would pre-train their own copy of a mini backbone (rounding differently on other threads)
+        env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+        kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level="ERROR",
+                      runtime_env={"env_vars": env} if env else None)
         if local:
             kwargs["_node_ip_address"] = "127.0.0.1"  # keep a one-machine cluster on loopback
         ray.init(address=self.address, **kwargs)
