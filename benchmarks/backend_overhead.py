@@ -53,7 +53,7 @@ def main() -> None:
     spec = SweepSpec.model_validate({**TRIVIAL, "seeds": list(range(a.trials))})
     trials = expand(spec)
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as root:  # SLURM jobs must see it
-        jobs = [Job(t.id, t.config, root, {"sweep": "overhead", "profile": "mini", "label": t.label}) for t in trials]
+        jobs = [Job(t.id, t.config.to_dict(), root, {"sweep": "overhead", "profile": "mini", "label": t.label}) for t in trials]
         backend = BACKENDS[a.backend]().from_cli(a, spec)
         start, wall_start = time.perf_counter(), time.time()
         backend.run(jobs, Quiet())

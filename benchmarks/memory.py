@@ -27,7 +27,7 @@ from launch.spec import load_spec
 from launch.expand import expand
 from prernn.trial import run_trial
 trial = [t for t in expand(load_spec({spec!r}, None, ["train.epochs=2", "train.temporal_epochs=null"]))
-         if t.config["model"]["model"] == {kind!r}][0]
+         if t.config.model.model == {kind!r}][0]
 run_trial(trial.config, {run!r}, log=lambda m: None)
 import resource
 print(json.dumps([trial.label, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss]))
@@ -52,7 +52,7 @@ def main() -> None:
                 out = subprocess.run([sys.executable, "-c", code.replace(run, run + "-2")], env=env, check=True,
                                      capture_output=True, text=True)
                 label, peak_kib = json.loads(out.stdout.strip().splitlines()[-1])
-                trial = next(t for t in trials if t.config["model"]["model"] == kind)
+                trial = next(t for t in trials if t.config.model.model == kind)
                 analytic = estimate(trial.config)["memory_gb"] * 1024
                 print(f"{spec:14} {label:36} {peak_kib / 1024:12.0f} {analytic:25.1f}")
 

@@ -14,35 +14,33 @@ import json
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from prernn.tasks import TASKS
+from prernn.config import TrialConfig
 from prernn.trial import build_network
 
 
 @functools.lru_cache(maxsize=256)
-def _stream_cost(model_json: str, backbone: str, task: str, data_json: str, stream: str) -> tuple[int, int]:
+def _stream_cost(config_json: str, stream: str) -> tuple[int, int]:
     """(parameters, forward FLOPs of one sequence) of one stream's network."""
-    data = json.loads(data_json)
-    cfg = {"task": task, "backbone": {"name": backbone}, "model": json.loads(model_json), "data": data}
+    config = TrialConfig.from_dict(json.loads(config_json))
     with torch.device("meta"):
-        net = build_network(cfg, stream=stream)
-    shape = (*net.backbone.frame_shape[:-2], data["size"], data["size"])
-    x = torch.empty(1, data["frames"], *shape, device="meta")
+        net = build_network(config, stream=stream)
+    shape = (*net.backbone.frame_shape[:-2], config.data.size, config.data.size)
+    x = torch.empty(1, config.data.frames, *shape, device="meta")
     with FlopCounterMode(display=False) as counter:
         net(x)
     return sum(p.numel() for p in net.parameters()), counter.get_total_flops()
 
 
-def estimate(config: dict) -> dict:
-    m, d, t = config["model"], config["data"], config["train"]
-    data = {k: d[k] for k in ("frames", "size", "flow_stack", "clip_frames")}
+def estimate(config: TrialConfig) -> dict:
+    d = config.data
+    # the cost depends on the model and the data's shapes, not on seeds or recipes: share it
+    key = config.replace(seed=0, train=config.train.replace(epochs=1, temporal_epochs=None))
     params = flops = 0
-    for stream in TASKS[config["task"]].streams:
-        n, fwd = _stream_cost(json.dumps(m, sort_keys=True), config["backbone"]["name"], config["task"],
-                              json.dumps(data, sort_keys=True), stream)
-        epochs = t["temporal_epochs"] if stream == "temporal" and t.get("temporal_epochs") else t["epochs"]
+    for stream in config.streams:
+        n, fwd = _stream_cost(json.dumps(key.to_dict(), sort_keys=True), stream)
         params += n
-        if flops is not None and None not in (d["train_videos"], d["test_videos"]):
-            flops += epochs * fwd * (3 * d["train_videos"] + d["test_videos"])
+        if flops is not None and None not in (d.train_videos, d.test_videos):
+            flops += config.epochs(stream) * fwd * (3 * d.train_videos + d.test_videos)
         else:
             flops = None  # "every video": unknown until the dataset is read
     return {"parameters": params, "train_tflop": None if flops is None else flops / 1e12,

@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 
 import torch
 
+from prernn.config import TrialConfig
+from prernn.train.device import DeviceUnavailable, Placement
 from prernn.trial import Diverged, run_trial
 
 from .store import Store, flatten
@@ -54,9 +56,23 @@ class Pruned(Exception):
     """Raised by a ``report`` callback to stop a trial early; it is recorded as ``pruned``."""
 
 
+def placement(cfg: TrialConfig, gpus: float = 0) -> Placement:
+    """Where the trial trains. A GPU the scheduler gave it (``resources.gpus``) must train
+    it: a trial that was given one but sees none refuses to start."""
+    place = Placement.of(cfg.train.device, cfg.train.precision)
+    if gpus and not place.cuda:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        raise DeviceUnavailable(f"resources.gpus is {gpus:g}, but this trial sees no CUDA device "
+                                f"(CUDA_VISIBLE_DEVICES={visible!r}, torch {torch.__version__}): a GPU given to "
+                                "a trial must train it")
+    return place
+
+
 def execute(trial_id: str, config: dict, store_root: str, meta: dict, report=None) -> str:
-    """meta: sweep, profile, label, git_commit, worker. ``report(row)`` is called after
-    each epoch (e.g. Ray Tune's, for early stopping). Returns the recorded status."""
+    """Run the trial whose resolved config is ``config`` (plain data, as in its row: the
+    typed ``TrialConfig`` is rebuilt and re-checked here). meta: sweep, profile, label,
+    git_commit, worker, gpus (the trial's ``resources.gpus``). ``report(row)`` is called
+    after each epoch (e.g. Ray Tune's, for early stopping). Returns the recorded status."""
     store = Store(store_root, config["task"])
     run_dir = store.run_dir(trial_id)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -80,15 +96,18 @@ def execute(trial_id: str, config: dict, store_root: str, meta: dict, report=Non
 
     started, t0, c0 = datetime.now(timezone.utc), time.monotonic(), time.process_time()
     log(f"start {meta.get('label', '')} on {socket.gethostname()} pid {os.getpid()} worker {meta.get('worker')}")
-    metrics, parameters, error = {}, None, None
+    metrics, parameters, error, where = {}, None, None, {}
     try:
+        cfg = TrialConfig.from_dict(config)
         with Heartbeat(run_dir / "heartbeat"):
-            result = run_trial(config, run_dir, on_epoch=on_epoch, log=log)
+            place = placement(cfg, meta.get("gpus", 0))
+            where = {"device": place.name, "gpu": place.gpu}
+            result = run_trial(cfg, run_dir, on_epoch=on_epoch, log=log, place=place)
         status, metrics, parameters = "completed", result["metrics"], result["parameters"]
         history = result["history"]
     except Pruned:
         status = "pruned"
-        metrics = {k: v for k, v in history[-1].items() if k not in ("epoch", "lr", "epoch_seconds")}
+        metrics = TrialConfig.final_metrics(history[-1])
     except Diverged as e:
         status, error = "diverged", f"Diverged: {e}"
     except Exception as e:  # noqa: BLE001  - any trial error is recorded, not raised
@@ -96,7 +115,7 @@ def execute(trial_id: str, config: dict, store_root: str, meta: dict, report=Non
         log(traceback.format_exc())
     log(f"{status}" + (f": {error}" if error else ""))
     log_file.close()
-    record(store, trial_id, config, meta, status, error, history, metrics, parameters, started, t0, c0)
+    record(store, trial_id, config, meta, status, error, history, metrics, parameters, started, t0, c0, **where)
     return status
 
 
@@ -112,8 +131,7 @@ def record_stopped(job, status: str, started: datetime | None = None, error: str
         import pyarrow.parquet as pq
 
         history = pq.read_table(path).to_pylist()
-    metrics = {k: v for k, v in (history[-1] if history else {}).items()
-               if k not in ("id", "epoch", "lr", "epoch_seconds")}
+    metrics = TrialConfig.final_metrics(history[-1]) if history else {}
     # the trial ran elsewhere: its wall and CPU time are unknown here (null), not zero
     record(store, job.trial_id, job.config, job.meta, status, error, history, metrics, None,
            started or datetime.now(timezone.utc), None, None)
@@ -129,24 +147,24 @@ def hardware() -> str:
 
 def record(store: Store, trial_id: str, config: dict, meta: dict, status: str, error: str | None,
            history: list, metrics: dict, parameters: int | None, started, t0: float | None,
-           c0: float | None) -> None:
+           c0: float | None, device: str | None = None, gpu: str | None = None) -> None:
     store.write_trial({
         "id": trial_id, "sweep": meta["sweep"], "profile": meta["profile"], "label": meta.get("label"),
         "status": status, "error": error, "epochs_done": len(history), "parameters": parameters,
         "wall_seconds": None if t0 is None else time.monotonic() - t0,
         "cpu_seconds": None if c0 is None else time.process_time() - c0,
         "host": socket.gethostname(), "pid": os.getpid(), "worker": meta.get("worker"), "hardware": hardware(),
+        "device": device, "gpu": gpu,
         "git_commit": meta.get("git_commit"), "started_at": started, "finished_at": datetime.now(timezone.utc),
         **flatten(config), **metrics,
     })
 
 
-def ensure_pretrained(config: dict, log=print) -> None:
+def ensure_pretrained(config: TrialConfig, log=print) -> None:
     """Train (or find) the cached mini pre-training once per stream, before trials start."""
-    from prernn.tasks import TASKS
     from prernn.trial import backbone_weights
 
-    for stream in TASKS[config["task"]].streams:
+    for stream in config.streams:
         backbone_weights(config, stream, log=log)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import optuna
 
-from prernn.trial import total_epochs
+from prernn.settings import parse, to_dict
 
 from .expand import Trial, expand
 from .spec import SpecError, SweepSpec
@@ -65,7 +65,7 @@ def storage(store_root: Path, url: str | None):
 
 def trial_for(spec: SweepSpec, params: dict) -> Trial:
     block = {**spec.grid[0], **params}
-    return expand(spec.model_copy(update={"grid": [block]}), "search")[0]
+    return expand(spec.replace(grid=[block]), "search")[0]
 
 
 def load_study(spec: SweepSpec, store_root: Path, url: str | None, worker: int = 0) -> optuna.Study:
@@ -97,10 +97,10 @@ def objective(spec: SweepSpec, store_root: str, meta: dict):
             def report(row: dict) -> None:
                 trial.report(row[metric], row["epoch"])
                 # after the last epoch there is nothing left to save: a finished trial is completed
-                if row["epoch"] + 1 < total_epochs(t.config) and trial.should_prune():
+                if row["epoch"] + 1 < t.config.total_epochs and trial.should_prune():
                     raise Pruned
 
-            status = execute(t.id, t.config, store_root, {**meta, "label": t.label}, report=report)
+            status = execute(t.id, t.config.to_dict(), store_root, {**meta, "label": t.label}, report=report)
             if status == "pruned":
                 raise optuna.TrialPruned()
             if status != "completed":
@@ -112,11 +112,11 @@ def objective(spec: SweepSpec, store_root: str, meta: dict):
 
 def _worker(spec_json: dict, store_root: str, url: str | None, meta: dict, threads: int, index: int,
             share: int) -> int:
-    from .backends.local import _init_worker
+    from .backends.local import _init_worker, slot_gpus
 
-    _init_worker(threads)
+    spec = parse(SweepSpec, spec_json)
+    _init_worker(threads, slot_gpus(index, spec.resources.gpus))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    spec = SweepSpec.model_validate(spec_json)
     study = load_study(spec, Path(store_root), url, index)
     study.optimize(objective(spec, store_root, {**meta, "worker": f"optuna/{os.getpid()}"}),
                    n_trials=share, catch=(RuntimeError,))
@@ -137,7 +137,7 @@ def run_local(spec: SweepSpec, store_root: Path, url: str | None, meta: dict, wo
     workers = max(1, min(workers, remaining))
     shares = [remaining // workers + (i < remaining % workers) for i in range(workers)]
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_worker, spec.model_dump(mode="json"), str(store_root), url, meta,
+        futures = [pool.submit(_worker, to_dict(spec), str(store_root), url, meta,
                                spec.resources.cpus, i, share) for i, share in enumerate(shares)]
         wait(futures)
         for f in futures:

@@ -34,26 +34,27 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from prernn.config import TrialConfig
+from prernn.settings import fields_of, section_in, to_dict
 from prernn.tasks import TASKS
-
-from .spec import ModelConfig, SweepSpec
 
 # provenance and outcome columns of the trials table, besides config and metrics
 RUN_COLUMNS = {
     "id": pa.string(), "sweep": pa.string(), "profile": pa.string(), "label": pa.string(),
     "status": pa.string(), "error": pa.string(), "epochs_done": pa.int64(), "parameters": pa.int64(),
     "wall_seconds": pa.float64(), "cpu_seconds": pa.float64(), "host": pa.string(), "pid": pa.int64(),
-    "worker": pa.string(), "hardware": pa.string(), "git_commit": pa.string(), "started_at": pa.timestamp("us", tz="UTC"),
+    "worker": pa.string(), "hardware": pa.string(), "device": pa.string(), "gpu": pa.string(),
+    "git_commit": pa.string(), "started_at": pa.timestamp("us", tz="UTC"),
     "finished_at": pa.timestamp("us", tz="UTC"),
 }
 EPOCH_COLUMNS = {"id": pa.string(), "epoch": pa.int64(), "train_loss": pa.float64(), "lr": pa.float64(),
                  "epoch_seconds": pa.float64()}
 
 
-def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
-    """Nested config -> {"model.cell": ..., "train.lr": ...}; lists become JSON text."""
+def flatten(config, prefix: str = "") -> dict[str, Any]:
+    """A config (a section or nested dicts) -> {"model.cell": ..., "train.lr": ...}; lists become JSON text."""
     out = {}
-    for k, v in config.items():
+    for k, v in to_dict(config).items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
             out.update(flatten(v, key + "."))
@@ -78,25 +79,20 @@ def _arrow_type(annotation) -> pa.DataType:
     return pa.string()  # str, Literal, lists as JSON
 
 
-def _config_types(model: type, prefix: str) -> dict[str, pa.DataType]:
+def _config_types(section: type, prefix: str) -> dict[str, pa.DataType]:
     out = {}
-    for name, field in model.model_fields.items():
-        ann = field.annotation
-        nested = [a for a in (typing.get_args(ann) or (ann,)) if isinstance(a, type) and hasattr(a, "model_fields")]
-        if nested:
-            out.update(_config_types(nested[0], f"{prefix}{name}."))
+    for f, ann in fields_of(section):
+        nested = section_in(ann)
+        if nested is not None:
+            out.update(_config_types(nested, f"{prefix}{f.name}."))
         else:
-            out[f"{prefix}{name}"] = _arrow_type(ann)
+            out[f"{prefix}{f.name}"] = _arrow_type(ann)
     return out
 
 
 def config_types() -> dict[str, pa.DataType]:
-    fields = SweepSpec.model_fields
-    types = {"task": pa.string(), "seed": pa.int64()}
-    for section in ("data", "backbone", "train"):
-        types.update(_config_types(fields[section].annotation, f"{section}."))
-    types.update(_config_types(ModelConfig, "model."))
-    return types
+    """One column per field of the trial config (``prernn.config.TrialConfig``), flattened."""
+    return _config_types(TrialConfig, "")
 
 
 def trials_schema(task: str) -> pa.Schema:
@@ -141,9 +137,9 @@ class Store:
         for d in (self.trials_dir, self.epochs_dir, self.root / "runs"):
             d.mkdir(parents=True, exist_ok=True)
 
-    def write_spec(self, spec: SweepSpec) -> None:
+    def write_spec(self, spec) -> None:
         tmp = self.root / f".spec.yaml.{os.getpid()}.tmp"
-        tmp.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+        tmp.write_text(yaml.safe_dump(to_dict(spec), sort_keys=False))
         os.replace(tmp, self.root / "spec.yaml")
 
     def write_epochs(self, trial_id: str, rows: list[dict]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -115,14 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         from launch.backends import BACKENDS
 
         backend_cls = BACKENDS[args.backend]()
-        if args.dry_run:  # planning works without the data; say what a real run would lack
+        if args.dry_run:  # planning works without the data or a GPU; say what a real run would lack
             try:
-                check_inputs(spec, results)
+                check_inputs(spec, trials, results, args.backend)
             except SpecError as e:
                 for problem in e.problems:
                     print(f"warning: a real run would stop here: {problem}", file=sys.stderr)
             return dry_run(spec, trials, console)
-        check_inputs(spec, results)
+        check_inputs(spec, trials, results, args.backend)
     except SpecError as e:
         for problem in e.problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -133,11 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     return run(spec, trials, results, backend_cls, args, console)
 
 
-def check_inputs(spec, results: Path) -> None:
-    """What a trial would only find out later: files and directories (raises SpecError)."""
+def check_inputs(spec, trials, results: Path, backend: str) -> None:
+    """What a trial would only find out later: files, directories, devices (raises SpecError)."""
     from prernn import backbones
 
-    problems = []
+    problems = device_problems(spec, trials, backend)
     if spec.data.root is not None and not Path(spec.data.root).expanduser().is_dir():
         problems.append(f"data.root: no such directory {spec.data.root!r}")
     how = spec.backbone.pretrained
@@ -153,18 +154,45 @@ def check_inputs(spec, results: Path) -> None:
         raise SpecError(problems)
 
 
+def device_problems(spec, trials, backend: str) -> list[str]:
+    """A GPU asked for must be one a trial can get and will use: ``train.device: cuda`` needs
+    ``resources.gpus``, ``resources.gpus`` needs a device other than ``cpu``, and the local
+    backend needs a CUDA device on this machine for either."""
+    gpus = spec.resources.gpus
+    devices = {t.config.train.device for t in trials}
+    problems = []
+    if "cuda" in devices and not gpus:
+        problems.append("train.device: cuda, but resources.gpus is 0: no scheduler gives the trials a GPU "
+                        "(set resources.gpus: 1, or train.device: auto)")
+    if "cpu" in devices and gpus:
+        problems.append(f"train.device: cpu, but resources.gpus is {gpus:g}: a GPU given to a trial must train it "
+                        "(set train.device: auto or cuda, or resources.gpus: 0)")
+    if backend == "local" and ("cuda" in devices or gpus):
+        import torch
+
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if have < math.ceil(gpus) or not have:
+            what = "train.device: cuda" if "cuda" in devices else f"resources.gpus: {gpus:g}"
+            problems.append(f"{what}, but this machine has {have} CUDA device(s) (torch {torch.__version__}) and "
+                            "the local backend runs the trials here; use train.device: auto or cpu with "
+                            "resources.gpus: 0, or --backend slurm / ray")
+    return problems
+
+
 def dry_run(spec, trials, console: Console) -> int:
     from launch.cost import estimate
 
     table = Table(title=f"{spec.name} [{spec.profile} profile]: {len(trials)} trials (dry run: nothing runs, nothing is written)")
-    for col in ("id", "trial", "seed", "parameters", "train TFLOP", "weights+grad+momentum GB"):
-        table.add_column(col, justify="right" if col not in ("id", "trial") else "left")
+    for col in ("id", "trial", "seed", "device", "precision", "parameters", "train TFLOP", "weights+grad+momentum GB"):
+        table.add_column(col, justify="right" if col not in ("id", "trial", "device", "precision") else "left")
     total = 0.0
     for t in trials:
         c = estimate(t.config)
         tflop = "? (all videos)" if c["train_tflop"] is None else f"{c['train_tflop']:.2f}"
         total += c["train_tflop"] or 0.0
-        table.add_row(t.id, t.label, str(t.config["seed"]), f"{c['parameters']:,}", tflop, f"{c['memory_gb']:.2f}")
+        device = t.config.train.device + (f" ({spec.resources.gpus:g} GPU)" if spec.resources.gpus else "")
+        table.add_row(t.id, t.label, str(t.config.seed), device, t.config.train.precision, f"{c['parameters']:,}",
+                      tflop, f"{c['memory_gb']:.2f}")
     console.print(table)
     if None in (spec.data.train_videos, spec.data.test_videos):
         console.print("training compute: depends on the number of videos found in data.root")
@@ -218,8 +246,8 @@ def run(spec, trials, results: Path, backend_cls, args, console: Console) -> int
         from launch.runner import ensure_pretrained
 
         ensure_pretrained(pending[0].config, console.print)
-    meta = {"sweep": spec.name, "profile": spec.profile, "git_commit": git_commit()}
-    jobs = [Job(t.id, t.config, str(store.root), {**meta, "label": t.label}) for t in pending]
+    meta = {"sweep": spec.name, "profile": spec.profile, "git_commit": git_commit(), "gpus": spec.resources.gpus}
+    jobs = [Job(t.id, t.config.to_dict(), str(store.root), {**meta, "label": t.label}) for t in pending]
     with SweepProgress({t.id: t.label for t in pending}, console) as progress:
         try:
             finished = backend.run(jobs, progress)
@@ -236,7 +264,7 @@ def run(spec, trials, results: Path, backend_cls, args, console: Console) -> int
 def run_search(spec, store, args, console: Console) -> int:
     from launch import search
 
-    meta = {"sweep": spec.name, "profile": spec.profile, "git_commit": git_commit()}
+    meta = {"sweep": spec.name, "profile": spec.profile, "git_commit": git_commit(), "gpus": spec.resources.gpus}
     s = spec.search
     console.print(f"{spec.name} [{spec.profile} profile]: Optuna search, {s.n_trials} trials, {s.sampler} sampler, "
                   f"{s.pruner} pruner, on {args.backend} -> {store.root}")
@@ -318,7 +346,7 @@ def status(spec, trials, results: Path, lost_after: float, console: Console) -> 
                 state = store.run_state(t.id, lost_after) or scheduler or ("started" if done else "pending")
             epochs, value = str(done), ""
         counts[state] = counts.get(state, 0) + 1
-        table.add_row(t.id, t.label, str(t.config["seed"]), state, epochs, value)
+        table.add_row(t.id, t.label, str(t.config.seed), state, epochs, value)
     console.print(table)
     console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     return 0

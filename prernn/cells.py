@@ -267,6 +267,9 @@ class PreRNNLinear(PreRecurrent):
     def forward(self, x: Tensor, state: State | None = None) -> Tensor:
         if not self.fast:
             return super().forward(x, state)
+        if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):  # fp32 recurrence (ours)
+            with torch.autocast(x.device.type, enabled=False):
+                return self.forward(x.float(), None if state is None else tuple(s.float() for s in state))
         if state is None:
             zeros = x.new_zeros(x.shape[0], self.hidden_size)
             state = (zeros,) * self.cell.states

@@ -5,6 +5,12 @@ equations), without building the recurrent networks, so the matcher can search
 hidden sizes for paper-scale models in microseconds. A backbone can be given by
 name: it is then built on the meta device (shapes only, no memory).
 Tests check every formula against ``sum(p.numel())`` of the real modules.
+
+Two counting conventions (``count``): ``weights+biases`` counts every parameter;
+``weights`` counts weight matrices and conv kernels only (no biases, no batch-norm
+scales). The paper does not say how it matched; under ``weights`` its "Similar"
+sizes (VRNN 2740, LSTM 5761, GRU 5497 for VGG16 fc6/7) come out exactly, under
+``weights+biases`` they are 2739, 5760, 5497.
 """
 
 from __future__ import annotations
@@ -26,21 +32,34 @@ def _backbone(backbone: Backbone | str, num_outputs: int | None) -> Backbone:
     return backbones.create(backbone, num_outputs=num_outputs, device="meta")
 
 
-def numel(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+COUNTS = ("weights+biases", "weights")
 
 
-def rnn_parameters(cell: str, input_size: int, hidden_size: int, num_layers: int) -> int:
+def _check_count(count: str) -> bool:
+    """True when biases (every 1-D parameter) are counted."""
+    if count not in COUNTS:
+        raise ValueError(f"unknown parameter count {count!r}; known: {', '.join(COUNTS)}")
+    return count == "weights+biases"
+
+
+def numel(module: nn.Module, count: str = "weights+biases") -> int:
+    biases = _check_count(count)
+    return sum(p.numel() for p in module.parameters() if biases or p.dim() >= 2)
+
+
+def rnn_parameters(cell: str, input_size: int, hidden_size: int, num_layers: int,
+                   count: str = "weights+biases") -> int:
     """torch's nn.RNN / nn.LSTM / nn.GRU: per layer W_ih, W_hh, b_ih, b_hh."""
     G, H = len(CELLS[cell].gates), hidden_size
     total = 0
     for layer in range(num_layers):
         d = input_size if layer == 0 else H
-        total += G * H * (d + H) + 2 * G * H
+        total += G * H * (d + H) + 2 * G * H * _check_count(count)
     return total
 
 
-def prernn_layer_parameters(layer: nn.Module, cell: str, variant: str, kernel_size: int = 3) -> int:
+def prernn_layer_parameters(layer: nn.Module, cell: str, variant: str, kernel_size: int = 3,
+                            count: str = "weights+biases") -> int:
     """What making ``layer`` recurrent adds: gate copies, U_k blocks, hidden biases."""
     c = CELLS[cell]
     c.check_variant(cell, variant)
@@ -49,28 +68,29 @@ def prernn_layer_parameters(layer: nn.Module, cell: str, variant: str, kernel_si
         H, k2 = layer.out_features, 1
     else:
         H, k2 = out_channels(layer), kernel_size**2
-    copies = (G - 1) * numel(layer) if variant == "gate" else 0
-    return copies + G * H * H * k2 + H * len(c.hidden_bias[variant])
+    copies = (G - 1) * numel(layer, count) if variant == "gate" else 0
+    return copies + G * H * H * k2 + H * len(c.hidden_bias[variant]) * _check_count(count)
 
 
 def count_prernn(backbone: Backbone | str, cell: str = "lstm", variant: str = "gate",
                  layers: Sequence[str] | str | None = None, extra_layers: int = 0,
-                 recurrent_kernel_size: int = 3, num_outputs: int | None = None) -> int:
+                 recurrent_kernel_size: int = 3, num_outputs: int | None = None,
+                 count: str = "weights+biases") -> int:
     b = _backbone(backbone, num_outputs)
-    total = numel(b)
+    total = numel(b, count)
     for name in resolve_layers(b, layers):
-        total += prernn_layer_parameters(b.layers[name], cell, variant, recurrent_kernel_size)
+        total += prernn_layer_parameters(b.layers[name], cell, variant, recurrent_kernel_size, count)
     if extra_layers:
-        total += rnn_parameters(cell, b.feature_dim, b.feature_dim, extra_layers)
+        total += rnn_parameters(cell, b.feature_dim, b.feature_dim, extra_layers, count)
     return total
 
 
 def count_traditional(backbone: Backbone | str, cell: str = "lstm", hidden_dim: int = 512,
-                      num_layers: int = 2, num_outputs: int | None = None) -> int:
+                      num_layers: int = 2, num_outputs: int | None = None, count: str = "weights+biases") -> int:
     b = _backbone(backbone, num_outputs)
-    feedforward = numel(b) - numel(b.head)  # the head is replaced by one on the RNN's output
-    head = hidden_dim * b.num_outputs + b.num_outputs
-    return feedforward + rnn_parameters(cell, b.feature_dim, hidden_dim, num_layers) + head
+    feedforward = numel(b, count) - numel(b.head, count)  # the head is replaced by one on the RNN's output
+    head = hidden_dim * b.num_outputs + b.num_outputs * _check_count(count)
+    return feedforward + rnn_parameters(cell, b.feature_dim, hidden_dim, num_layers, count) + head
 
 
 def count_parameters(backbone: Backbone | str, model: str = "prernn", **config) -> int:
@@ -84,12 +104,14 @@ def count_parameters(backbone: Backbone | str, model: str = "prernn", **config) 
 
 def match_hidden_dim(backbone: Backbone | str, cell: str = "lstm", layers: Sequence[str] | str | None = None,
                      num_layers: int = 2, variant: str = "gate", extra_layers: int = 0,
-                     recurrent_kernel_size: int = 3, num_outputs: int | None = None) -> int:
+                     recurrent_kernel_size: int = 3, num_outputs: int | None = None,
+                     count: str = "weights+biases") -> int:
     """The traditional hidden size whose whole network (heads included) has the
-    parameter count closest to the PreRNN network's (same backbone and cell)."""
+    parameter count closest to the PreRNN network's (same backbone and cell), both
+    counted by ``count`` (see the module docstring)."""
     b = _backbone(backbone, num_outputs)
-    target = count_prernn(b, cell, variant, layers, extra_layers, recurrent_kernel_size)
-    trad = lambda h: count_traditional(b, cell, h, num_layers)  # noqa: E731  increasing in h
+    target = count_prernn(b, cell, variant, layers, extra_layers, recurrent_kernel_size, count=count)
+    trad = lambda h: count_traditional(b, cell, h, num_layers, count=count)  # noqa: E731  increasing in h
     if trad(1) >= target:
         return 1
     lo, hi = 1, 2

@@ -1,14 +1,17 @@
 """run_trial: train and evaluate one fully resolved configuration, resumably.
 
 The one entry point of every sweep backend; it knows nothing about sweeps. The
-config is a plain nested dict (see ``launch.spec.TrialConfig`` for its schema):
-task, data, backbone, model, train, seed. Every epoch it evaluates on the test
+config is a ``prernn.config.TrialConfig`` (or its plain-data form): task, data,
+backbone, model, train, seed. The trial trains on ``train.device`` in
+``train.precision`` (``prernn.train.device``). Every epoch it evaluates on the test
 split, appends a row of metrics to the history and atomically rewrites
-``run_dir/checkpoint.pt`` (model, optimiser, schedule, history); a rerun with the
-same ``run_dir`` resumes after the last finished epoch and ends with the same
-numbers as an uninterrupted run (randomness is re-seeded from (seed, epoch)).
-A NaN/inf loss or metric raises ``Diverged``. Two-stream tasks (action) train
-one network per stream in the same trial and report the fused metrics.
+``run_dir/checkpoint.pt`` (model, optimiser, schedule, gradient scaler, history); a
+rerun with the same ``run_dir`` resumes after the last finished epoch - on this
+device or another (checkpoints are mapped to where the trial runs now) - and ends
+with the same numbers as an uninterrupted run on the same device (randomness is
+re-seeded from (seed, epoch)). A NaN/inf loss or metric raises ``Diverged``.
+Two-stream tasks (action) train one network per stream in the same trial and
+report the fused metrics.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from typing import Callable
 import torch
 
 from . import backbones, make_recurrent, make_traditional
+from .config import TrialConfig
 from .data import SOURCES, Split
 from .tasks import TASKS
+from .train.device import Placement
 from .train.features import Frozen, cached_features
 from .train.loop import Diverged, evaluate_predictions, predict, train_epoch
 from .train.pretrain import cached_pretrained, stream_backbone
@@ -39,46 +44,49 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
-def backbone_weights(cfg: dict, stream: str = "spatial", log=print):
+def _typed(cfg: TrialConfig | dict) -> TrialConfig:
+    return cfg if isinstance(cfg, TrialConfig) else TrialConfig.from_dict(cfg)
+
+
+def backbone_weights(cfg: TrialConfig, stream: str = "spatial", log=print, place: Placement | None = None):
     """backbone.pretrained: "cache" (mini pre-training), "default" (the published
     file, looked up locally), "none" (random init), or a file path. A temporal
     stream starts from the same file (its first conv adapted to flow, see resnet.py)
     or, with "cache", from its own pre-training on flow."""
-    b = cfg["backbone"]
-    how = b["pretrained"]
-    if how == "cache":
-        return cached_pretrained(b["name"], cfg["task"], cfg["data"]["source"], b["pretrain"], log=log,
+    cfg = _typed(cfg)
+    b = cfg.backbone
+    if b.pretrained == "cache":
+        return cached_pretrained(b.name, cfg.task, cfg.data.source, b.pretrain.to_dict(), log=log, place=place,
                                  **stream_inputs(cfg, stream))
-    return {"default": True, "none": False}.get(how, how)
+    return {"default": True, "none": False}.get(b.pretrained, b.pretrained)
 
 
-def stream_inputs(cfg: dict, stream: str) -> dict:
+def stream_inputs(cfg: TrialConfig, stream: str) -> dict:
     """What a stream's network reads: the stream name, and for clip/flow data their lengths."""
-    d = cfg["data"]
     out = {"stream": stream}
-    if cfg["task"] == "gesture":
-        out["clip_frames"] = d["clip_frames"]
+    if cfg.task == "gesture":
+        out["clip_frames"] = cfg.data.clip_frames
     if stream == "temporal":
-        out["flow_stack"] = d["flow_stack"]
+        out["flow_stack"] = cfg.data.flow_stack
     return out
 
 
-def build_network(cfg: dict, pretrained=False, stream: str = "spatial") -> torch.nn.Module:
-    task, m = TASKS[cfg["task"]], cfg["model"]
-    backbone = backbones.create(cfg["backbone"]["name"], pretrained=pretrained, num_outputs=task.num_outputs,
-                                **stream_backbone(stream, cfg["data"]["flow_stack"]))
-    if m["model"] == "traditional":
-        return make_traditional(backbone, m["cell"], m["hidden_dim"], m["num_layers"])
-    return make_recurrent(backbone, layers=m["layers"], cell=m["cell"], variant=m["variant"],
-                          input_init=m["input_init"], recurrent_init=m["recurrent_init"],
-                          extra_layers=m["extra_layers"])
+def build_network(cfg: TrialConfig | dict, pretrained=False, stream: str = "spatial") -> torch.nn.Module:
+    cfg = _typed(cfg)
+    task, m = TASKS[cfg.task], cfg.model
+    backbone = backbones.create(cfg.backbone.name, pretrained=pretrained, num_outputs=task.num_outputs,
+                                **stream_backbone(stream, cfg.data.flow_stack))
+    if m.model == "traditional":
+        return make_traditional(backbone, m.cell, m.hidden_dim, m.num_layers)
+    return make_recurrent(backbone, layers=m.layers, cell=m.cell, variant=m.variant, input_init=m.input_init,
+                          recurrent_init=m.recurrent_init, extra_layers=m.extra_layers, activation=m.activation,
+                          shared_gate=m.shared_gate, recurrent_kernel_size=m.conv_kernel or 1)
 
 
-def load_split(cfg: dict, split: str):
-    d = cfg["data"]
-    return SOURCES[d["source"]](split, videos=d[f"{split}_videos"], frames=d["frames"], size=d["size"],
-                                seed=d["seed"], root=d["root"], clip_frames=d["clip_frames"],
-                                flow_stack=d["flow_stack"])
+def load_split(cfg: TrialConfig, split: str):
+    d = cfg.data
+    return SOURCES[d.source](split, videos=getattr(d, f"{split}_videos"), frames=d.frames, size=d.size,
+                             seed=d.seed, root=d.root, clip_frames=d.clip_frames, flow_stack=d.flow_stack)
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -95,6 +103,7 @@ class Stream:
     net: torch.nn.Module
     opt: torch.optim.Optimizer
     sched: object
+    scaler: torch.amp.GradScaler
     epochs: int
     stopped: bool = False
     train: Split | None = None  # this stream's view of the data (frames, flow, or cached features)
@@ -102,12 +111,14 @@ class Stream:
 
     def state(self) -> dict:
         return {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
-                "schedule": self.sched.state_dict(), "stopped": self.stopped}
+                "schedule": self.sched.state_dict(), "scaler": self.scaler.state_dict(), "stopped": self.stopped}
 
     def load(self, state: dict) -> None:
         self.net.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["schedule"])
+        if state.get("scaler"):  # checkpoints from before fp16 existed have none
+            self.scaler.load_state_dict(state["scaler"])
         self.stopped = state["stopped"]
 
     @property
@@ -115,81 +126,83 @@ class Stream:
         return self.opt.param_groups[0]["lr"]
 
 
-def make_streams(cfg: dict, log=print) -> list[Stream]:
+def make_streams(cfg: TrialConfig, place: Placement, log=print) -> list[Stream]:
     """The paper's two-stream setup trains each stream with its own lr and epochs
-    (action: spatial 3e-3 / 90, temporal 1e-2 / 100)."""
-    task, t = TASKS[cfg["task"]], cfg["train"]
+    (action: spatial 3e-3 / 90, temporal 1e-2 / 100): ``TrialConfig.lr`` / ``epochs``."""
+    t = cfg.train
     streams = []
-    for name in task.streams:
-        temporal = name == "temporal"
-        lr = t["temporal_lr"] if temporal and t.get("temporal_lr") else t["lr"]
-        epochs = t["temporal_epochs"] if temporal and t.get("temporal_epochs") else t["epochs"]
-        net = build_network(cfg, backbone_weights(cfg, name, log), name)
-        if t.get("freeze_backbone"):
+    for name in cfg.streams:
+        net = build_network(cfg, backbone_weights(cfg, name, log, place), name)
+        if t.freeze_backbone:
             net.backbone.stem = Frozen(net.backbone.stem)
-        opt = make_optimizer(net, lr, t["momentum"], t["weight_decay"])
-        sched = SCHEDULES[t["schedule"]](opt, milestones=t["milestones"], gamma=t["gamma"], every=t["every"],
-                                         patience=t["patience"])
-        streams.append(Stream(name, net, opt, sched, epochs))
+        net = place.prepare(net)  # before the optimiser: it holds the parameters where they train
+        opt = make_optimizer(net, cfg.lr(name), t.momentum, t.weight_decay)
+        sched = SCHEDULES[t.schedule](opt, milestones=t.milestones, gamma=t.gamma, every=t.every,
+                                      patience=t.patience)
+        streams.append(Stream(name, net, opt, sched, place.scaler(), cfg.epochs(name)))
     return streams
 
 
 CACHE_FEATURES = True  # tests switch it off to compare with a frozen stem run on the fly
 
 
-def attach_data(cfg: dict, streams: list[Stream], log=print) -> None:
+def attach_data(cfg: TrialConfig, streams: list[Stream], place: Placement, log=print) -> None:
     """Give each stream its data. With a frozen backbone (and no augmentation) the data become
     the stem's cached features and the stem leaves the network (see train/features.py)."""
     split = functools.cache(lambda name: load_split(cfg, name))  # read only if some stream needs it
-    d = cfg["data"]
-    cache = cfg["train"].get("freeze_backbone") and CACHE_FEATURES and not d.get("augment")
-    data_key = {k: v for k, v in d.items() if k not in ("augment", "fail_at_epoch")}
+    d = cfg.data
+    cache = cfg.train.freeze_backbone and CACHE_FEATURES and not d.augment
+    data_key = {k: v for k, v in d.to_dict().items() if k not in ("augment", "fail_at_epoch")}
     for s in streams:
         if not cache:
             s.train, s.test = split("train").stream(s.name), split("test").stream(s.name)
             continue
         stem = s.net.backbone.stem.module
-        key = {"backbone": cfg["backbone"]["name"], "stream": s.name, "data": data_key}
-        channels = TASKS[cfg["task"]].channels
-        s.train, s.test = (cached_features(stem, lambda n=n: split(n).stream(s.name), channels, {**key, "split": n}, log)
-                           for n in ("train", "test"))
+        key = {"backbone": cfg.backbone.name, "stream": s.name, "data": data_key}
+        channels = TASKS[cfg.task].channels
+        s.train, s.test = (cached_features(stem, lambda n=n: split(n).stream(s.name), channels, {**key, "split": n},
+                                           log, place) for n in ("train", "test"))
         s.net.backbone.stem = torch.nn.Identity()
 
 
-def total_epochs(cfg: dict) -> int:
-    t = cfg["train"]
-    return max(t["epochs"], t.get("temporal_epochs") or 0) if len(TASKS[cfg["task"]].streams) > 1 else t["epochs"]
+def total_epochs(cfg: TrialConfig | dict) -> int:
+    return _typed(cfg).total_epochs
 
 
-def run_trial(cfg: dict, run_dir: str | Path, on_epoch: Callable[[dict, list[dict]], None] | None = None,
-              log: Callable[[str], None] = print) -> dict:
+def run_trial(cfg: TrialConfig | dict, run_dir: str | Path, on_epoch: Callable[[dict, list[dict]], None] | None = None,
+              log: Callable[[str], None] = print, place: Placement | None = None) -> dict:
     """Train ``cfg`` to its last epoch (resuming from ``run_dir``); return
-    {"metrics": last epoch's metrics, "history": per-epoch rows, "parameters": n}.
+    {"metrics": last epoch's metrics, "history": per-epoch rows, "parameters": n,
+    "device": where it trained, "gpu": the GPU's name or None}.
 
     Each epoch trains every stream that has epochs left, evaluates all of them and
     records one row (train_loss: the mean over the streams trained; lr: the first's)."""
+    cfg = _typed(cfg)
+    place = place or Placement.of(cfg.train.device, cfg.train.precision)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    task, t = TASKS[cfg["task"]], cfg["train"]
-    torch.manual_seed(cfg["seed"])
-    streams = make_streams(cfg, log)
+    task, t = TASKS[cfg.task], cfg.train
+    torch.manual_seed(cfg.seed)
+    streams = make_streams(cfg, place, log)
     parameters = sum(p.numel() for s in streams for p in s.net.parameters())
-    attach_data(cfg, streams, log)
+    attach_data(cfg, streams, place, log)
     history: list[dict] = []
     ckpt = run_dir / CHECKPOINT
     if ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        state = torch.load(ckpt, map_location=place.device, weights_only=True)  # any device's checkpoint
         for s in streams:
             s.load(state["streams"][s.name])
         history = state["history"]
-        log(f"resuming after epoch {len(history)}")
-    fail_at = cfg["data"].get("fail_at_epoch")
+        log(f"resuming after epoch {len(history)} on {place.name}")
+    else:
+        log(f"training on {place.name}" + (f" ({place.gpu})" if place.gpu else "") + f", {place.precision}")
+    fail_at = cfg.data.fail_at_epoch
     preds: dict[str, torch.Tensor] = {}
-    for epoch in range(len(history), total_epochs(cfg)):
+    for epoch in range(len(history), cfg.total_epochs):
         for s in streams:
-            if not s.stopped and t["min_lr"] and s.lr <= t["min_lr"] * (1 + 1e-9):
+            if not s.stopped and t.min_lr and s.lr <= t.min_lr * (1 + 1e-9):
                 s.stopped = True
-                log(f"{s.name} stream: stopping after epoch {epoch - 1}: lr reached train.min_lr = {t['min_lr']}")
+                log(f"{s.name} stream: stopping after epoch {epoch - 1}: lr reached train.min_lr = {t.min_lr}")
         active = [s for s in streams if not s.stopped and epoch < s.epochs]
         if not active:
             break
@@ -198,13 +211,13 @@ def run_trial(cfg: dict, run_dir: str | Path, on_epoch: Callable[[dict, list[dic
             raise RuntimeError(f"injected failure at epoch {epoch} (data.fail_at_epoch)")
         losses = []
         for s in active:
-            torch.manual_seed(_epoch_seed(cfg["seed"], epoch))  # dropout etc.: same on resume
-            g = torch.Generator().manual_seed(_epoch_seed(cfg["seed"], epoch))
-            losses.append(train_epoch(s.net, s.opt, s.train, task, t["batch_size"], g,
-                                      cfg["data"].get("augment", False)))
+            torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # dropout etc.: same on resume
+            g = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
+            losses.append(train_epoch(s.net, s.opt, s.train, task, t.batch_size, g, cfg.data.augment, place,
+                                      s.scaler))
         for s in streams:
             if s in active or s.name not in preds:
-                preds[s.name] = predict(s.net, s.test, task, t["batch_size"])
+                preds[s.name] = predict(s.net, s.test, task, t.batch_size, place)
         metrics = evaluate_predictions(task, preds, streams[0].test.targets)
         lr = streams[0].lr
         for s, loss in zip(active, losses):
@@ -217,5 +230,5 @@ def run_trial(cfg: dict, run_dir: str | Path, on_epoch: Callable[[dict, list[dic
             on_epoch(row, history)
     if not history:
         raise RuntimeError("no epoch ran: every stream stopped before its first epoch (check train.min_lr)")
-    final = {k: v for k, v in history[-1].items() if k not in ("epoch", "lr", "epoch_seconds")}
-    return {"metrics": final, "history": history, "parameters": parameters}
+    return {"metrics": cfg.final_metrics(history[-1]), "history": history, "parameters": parameters,
+            "device": place.name, "gpu": place.gpu}

@@ -22,7 +22,7 @@ def table1_store(tmp_path_factory):
     """Table 1, three seeds; trial 0 failed in every seed, trial 1 missing in every seed;
     the metric is 0.1 * (seed + 1) + 0.01 * (grid position), so every cell's seeds are 0.1 apart."""
     root = tmp_path_factory.mktemp("t1")
-    spec, trials = fake_store(ROOT / "sweeps/table1.yaml", root, value=lambda i, t: 0.1 * (t.config["seed"] + 1) + 0.01 * (i // 3),
+    spec, trials = fake_store(ROOT / "sweeps/table1.yaml", root, value=lambda i, t: 0.1 * (t.config.seed + 1) + 0.01 * (i // 3),
                               failed={0, 1, 2}, missing={3, 4, 5})
     return spec, trials, root
 

@@ -42,16 +42,16 @@ def test_same_transform_for_every_frame_and_deterministic():
 
 
 def test_a_face_trial_trains_with_augmentation(tmp_path):
-    from launch.spec import DataConfig, TrainConfig
+    from prernn.config import DataConfig, TrainConfig
     from prernn.trial import run_trial
 
     cfg = {"task": "face", "seed": 0,
            "data": DataConfig(source="synthetic_face", train_videos=4, test_videos=2, frames=3, size=32,
-                              augment=True).model_dump(),
+                              augment=True).to_dict(),
            "backbone": {"name": "mini_vgg", "pretrained": "none"},
            "model": {"model": "prernn", "cell": "gru", "variant": "gate", "layers": ["fc6", "fc7"],
                      "input_init": "pretrained", "recurrent_init": "zeros", "extra_layers": 0},
-           "train": TrainConfig(epochs=2, batch_size=2, lr=0.01, schedule="constant").model_dump()}
+           "train": TrainConfig(epochs=2, batch_size=2, lr=0.01, schedule="constant").to_dict()}
     a = run_trial(cfg, tmp_path / "a", log=lambda m: None)
     b = run_trial({**cfg, "data": {**cfg["data"], "augment": False}}, tmp_path / "b", log=lambda m: None)
     assert len(a["history"]) == 2 and a["history"][0]["train_loss"] != b["history"][0]["train_loss"]

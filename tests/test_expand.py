@@ -1,14 +1,14 @@
 """Expansion is pure: spec -> trials with content-addressed ids."""
 
 import copy
-import typing
 
 import pytest
-from pydantic import BaseModel
 
 import prernn
 from launch.expand import expand, trial_id
-from launch.spec import BackboneConfig, DataConfig, ModelConfig, TrainConfig, load_spec
+from launch.spec import load_spec
+from prernn.config import BackboneConfig, DataConfig, ModelConfig, TrainConfig, TrialConfig
+from prernn.settings import fields_of, section_in
 
 from .conftest import ROOT, TOY
 
@@ -21,13 +21,14 @@ def test_table1_has_21_trials_with_matched_sizes_from_the_matcher():
     for profile, sizes, backbone in (("mini", [8, 16, 32, 64, 128], "mini_vgg"), ("paper", [256, 512, 1024, 2048, 4096], "vgg16")):
         trials = expand(table1(profile))
         assert len(trials) == 21
-        trad = [t.config["model"] for t in trials if t.config["model"]["model"] == "traditional"]
-        assert sorted({m["hidden_dim"] for m in trad if not m["matched"]}) == sizes
+        trad = [t.config.model for t in trials if t.config.model.model == "traditional"]
+        assert sorted({m.hidden_dim for m in trad if not m.matched}) == sizes
         for m in trad:
-            if m["matched"]:
-                assert m["hidden_dim"] == prernn.match_hidden_dim(backbone, cell=m["cell"], num_layers=2, num_outputs=136)
-        pre = [t.config["model"] for t in trials if t.config["model"]["model"] == "prernn"]
-        assert [m["cell"] for m in pre] == ["vrnn", "lstm", "gru"] and all(m["layers"] == ["fc6", "fc7"] for m in pre)
+            if m.matched:
+                assert m.hidden_dim == prernn.match_hidden_dim(backbone, cell=m.cell, num_layers=2, num_outputs=136,
+                                                                count=m.match_count)
+        pre = [t.config.model for t in trials if t.config.model.model == "prernn"]
+        assert [m.cell for m in pre] == ["vrnn", "lstm", "gru"] and all(m.layers == ["fc6", "fc7"] for m in pre)
 
 
 def test_ids_are_hashes_of_the_resolved_config():
@@ -42,13 +43,12 @@ def test_ids_are_hashes_of_the_resolved_config():
 SECTIONS = {"data": DataConfig, "backbone": BackboneConfig, "train": TrainConfig, "model": ModelConfig}
 
 
-def field_paths(model: type, prefix: tuple = ()) -> set[tuple]:
+def field_paths(section: type, prefix: tuple = ()) -> set[tuple]:
     """Every leaf of a config type, as paths: nested sections are recursed into."""
     out = set()
-    for name, field in model.model_fields.items():
-        nested = [a for a in (typing.get_args(field.annotation) or (field.annotation,))
-                  if isinstance(a, type) and issubclass(a, BaseModel)]
-        out |= field_paths(nested[0], prefix + (name,)) if nested else {prefix + (name,)}
+    for f, ann in fields_of(section):
+        nested = section_in(ann)
+        out |= field_paths(nested, prefix + (f.name,)) if nested else {prefix + (f.name,)}
     return out
 
 
@@ -85,18 +85,20 @@ def test_a_trials_config_holds_every_field_of_every_section():
     """Expansion carries every field of every config type into the trial's config (the
     trial id hashes that config: a field left out could not change the id)."""
     expected = {("task",), ("seed",)} | {(s, *p) for s, t in SECTIONS.items() for p in field_paths(t)}
+    assert expected == field_paths(TrialConfig)
     spec = table1()
     for t in expand(spec):
-        assert leaf_paths(t.config) == expected
+        assert leaf_paths(t.config.to_dict()) == expected
         for name in ("data", "backbone", "train"):
-            assert t.config[name] == getattr(spec, name).model_dump()
+            assert getattr(t.config, name) == getattr(spec, name)
 
 
 def test_the_id_changes_when_any_resolved_field_changes():
     for t in expand(table1())[::7] + expand(table1("paper"))[::7]:  # traditional and PreRNN trials
-        paths = leaf_paths(t.config)
+        config = t.config.to_dict()
+        paths = leaf_paths(config)
         assert {p[0] for p in paths} == {"task", "seed", *SECTIONS}
-        ids = {trial_id(changed(t.config, p)) for p in paths}
+        ids = {trial_id(changed(config, p)) for p in paths}
         assert len(ids) == len(paths) and t.id not in ids, "some field does not reach the id"
 
 
@@ -118,7 +120,7 @@ def test_seeds_duplicates_and_layer_axes():
     spec = load_spec(ROOT / "sweeps/table2.yaml", None, ["seeds=[0, 1]"])
     trials = expand(spec)
     assert len(trials) == 24  # 3 cells x 4 layer settings x 2 seeds
-    layers = {(tuple(t.config["model"]["layers"]), t.config["model"]["extra_layers"]) for t in trials}
+    layers = {(tuple(t.config.model.layers), t.config.model.extra_layers) for t in trials}
     assert layers == {(("fc6",), 0), (("fc7",), 0), (("fc6", "fc7"), 0), (("fc6", "fc7"), 1)}
     dup = load_spec(ROOT / "sweeps/table2.yaml", None, ["grid.1.extra_layers=0"])
     assert len(expand(dup)) == 9  # block 1 now repeats block 0's fc6/7 trials: one trial each
@@ -137,10 +139,59 @@ def test_train_and_data_axes(write_spec):
     spec = dict(TOY, grid=[{"model": "traditional", "cell": "gru", "hidden_dim": 4, "train.lr": [0.1, 0.01],
                             "data.fail_at_epoch": 1}])
     trials = expand(load_spec(write_spec(spec)))
-    assert [t.config["train"]["lr"] for t in trials] == [0.1, 0.01]
-    assert all(t.config["data"]["fail_at_epoch"] == 1 for t in trials)
+    assert [t.config.train.lr for t in trials] == [0.1, 0.01]
+    assert all(t.config.data.fail_at_epoch == 1 for t in trials)
     from launch.spec import SpecError
 
     bad = dict(TOY, grid=[{"model": "traditional", "cell": "gru", "hidden_dim": 4, "train.lr": [-1]}])
     with pytest.raises(SpecError, match=r"grid\.0 .*lr.*greater than 0"):
         expand(load_spec(write_spec(bad, filename="bad.yaml")))
+
+
+def test_activation_shared_gate_and_conv_kernel_are_sweep_axes(write_spec):
+    """The choices the paper leaves open reach the network a trial builds."""
+    from prernn.trial import build_network
+
+    spec = dict(TOY, grid=[{"model": "prernn", "cell": "lstm", "activation": ["relu", "tanh"], "shared_gate": ["g", "i"]},
+                           {"model": "prernn", "cell": "gru", "variant": "sih"}])
+    trials = expand(load_spec(write_spec(spec)))
+    assert len(trials) == 5 and len({t.id for t in trials}) == 5
+    for t in trials[:4]:
+        m = t.config.model
+        layer = build_network(t.config).recurrent["fc7"]
+        assert (layer.activation, layer.shared_gate) == (m.activation, m.shared_gate)
+    sih = trials[4].config.model
+    assert sih.shared_gate is None and sih.activation == "relu" and sih.conv_kernel is None  # defaults resolved
+
+    action = dict(TOY, task="action", data=dict(TOY["data"], source="synthetic_action", size=48, frames=2, flow_stack=1),
+                  backbone={"name": "mini_resnet", "pretrained": "none"},
+                  grid=[{"model": "prernn", "cell": "vrnn", "conv_kernel": [None, 3]}])
+    default, three = expand(load_spec(write_spec(action, filename="a.yaml")))
+    assert (default.config.model.conv_kernel, three.config.model.conv_kernel) == (1, 3)
+    assert build_network(three.config).recurrent["layer4"].weight_hh.shape[-2:] == (3, 3)
+    assert build_network(default.config).recurrent["layer4"].weight_hh.shape[-2:] == (1, 1)
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("block,expected", [
+    ({"model": "prernn", "cell": "lstm", "activation": "swish"}, "unknown activation 'swish'; known: identity, relu"),
+    ({"model": "prernn", "cell": "lstm", "shared_gate": "x"}, "unknown lstm gate 'x'; known: i, f, g, o"),
+    ({"model": "prernn", "cell": "gru", "variant": "sih", "shared_gate": "n"}, "shared_gate: applies to the gate variant"),
+    ({"model": "prernn", "cell": "lstm", "conv_kernel": 3}, "conv_kernel: applies to conv layers; mini_vgg's fc6, fc7 are linear"),
+    ({"model": "prernn", "cell": "lstm", "conv_kernel": 2}, "conv_kernel: must be odd"),
+    ({"model": "traditional", "cell": "gru", "hidden_dim": "matched", "match_count": "params"}, "'weights\\+biases' or 'weights'"),
+    ({"model": "prernn", "cell": "gru", "match_count": "weights"}, "match_count do not apply to model 'prernn'"),
+])
+def test_bad_model_axes_name_the_field_and_the_allowed_values(write_spec, block, expected):
+    from launch.spec import SpecError
+
+    with pytest.raises(SpecError, match=expected):
+        expand(load_spec(write_spec(dict(TOY, grid=[block]))))
+
+
+def test_match_count_applies_to_matched_sizes_only(write_spec):
+    spec = dict(TOY, grid=[{"model": "traditional", "cell": "gru", "hidden_dim": [4, "matched"], "match_count": "weights"}])
+    fixed, matched = expand(load_spec(write_spec(spec)))
+    assert fixed.config.model.match_count is None and matched.config.model.match_count == "weights"
+    assert matched.config.model.hidden_dim == prernn.match_hidden_dim("mini_vgg", cell="gru", num_outputs=2,
+                                                                      count="weights")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import prernn.trial as trial_mod
-from launch.spec import DataConfig, TrainConfig
+from prernn.config import DataConfig, TrainConfig
 from prernn import backbones
 
 
@@ -13,10 +13,10 @@ def config(weights, model=None, **train):
     model = model or {"model": "prernn", "cell": "gru", "variant": "gate", "layers": ["fc6", "fc7"],
                       "input_init": "pretrained", "recurrent_init": "zeros", "extra_layers": 0}
     return {"task": "face", "seed": 0,
-            "data": DataConfig(source="synthetic_face", train_videos=4, test_videos=2, frames=3, size=32).model_dump(),
+            "data": DataConfig(source="synthetic_face", train_videos=4, test_videos=2, frames=3, size=32).to_dict(),
             "backbone": {"name": "mini_vgg", "pretrained": str(weights)}, "model": model,
             "train": TrainConfig(epochs=2, batch_size=2, lr=0.01, schedule="constant", freeze_backbone=True,
-                                 **train).model_dump()}
+                                 **train).to_dict()}
 
 
 @pytest.fixture

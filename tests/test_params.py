@@ -11,8 +11,8 @@ from prernn.cells import CELLS
 MINI = [n for n in backbones.names() if n.startswith("mini_")]
 
 
-def real(net) -> int:
-    return sum(p.numel() for p in net.parameters())
+def real(net, count: str = "weights+biases") -> int:
+    return sum(p.numel() for p in net.parameters() if count == "weights+biases" or p.dim() >= 2)
 
 
 @st.composite
@@ -27,20 +27,39 @@ def prernn_configs(draw):
                 num_outputs=draw(st.integers(1, 200)))
 
 
+COUNTS = st.sampled_from(["weights+biases", "weights"])
+
+
 @settings(max_examples=60, deadline=None)
-@given(prernn_configs())
-def test_prernn_count_equals_numel(cfg):
+@given(prernn_configs(), COUNTS)
+def test_prernn_count_equals_numel(cfg, count):
+    """weights: every weight matrix and conv kernel (dim >= 2); weights+biases: everything."""
     name, n_out = cfg.pop("name"), cfg.pop("num_outputs")
     net = prernn.make_recurrent(backbones.create(name, num_outputs=n_out, device="meta"), **cfg)
-    assert prernn.count_parameters(name, "prernn", num_outputs=n_out, **cfg) == real(net)
+    assert prernn.count_parameters(name, "prernn", num_outputs=n_out, count=count, **cfg) == real(net, count)
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.sampled_from(MINI), st.sampled_from(list(CELLS)), st.integers(1, 3000), st.integers(1, 4), st.integers(1, 300))
-def test_traditional_count_equals_numel(name, cell, hidden, layers, n_out):
+@given(st.sampled_from(MINI), st.sampled_from(list(CELLS)), st.integers(1, 3000), st.integers(1, 4), st.integers(1, 300),
+       COUNTS)
+def test_traditional_count_equals_numel(name, cell, hidden, layers, n_out, count):
     net = prernn.make_traditional(backbones.create(name, num_outputs=n_out, device="meta"), cell, hidden, layers)
     assert prernn.count_parameters(name, "traditional", cell=cell, hidden_dim=hidden, num_layers=layers,
-                                   num_outputs=n_out) == real(net)
+                                   num_outputs=n_out, count=count) == real(net, count)
+
+
+@pytest.mark.parametrize("cell,paper", [("vrnn", 2740), ("lstm", 5761), ("gru", 5497)])
+def test_the_papers_similar_sizes_come_out_when_only_weights_are_counted(cell, paper):
+    """Table 1's "Similar" column (VGG16 fc6/7, 136 outputs, 2 layers). Counting biases too
+    moves VRNN and LSTM one unit down; the paper's figures need weights only."""
+    assert prernn.match_hidden_dim("vgg16", cell=cell, num_layers=2, num_outputs=136, count="weights") == paper
+    everything = prernn.match_hidden_dim("vgg16", cell=cell, num_layers=2, num_outputs=136)
+    assert everything == {"vrnn": 2739, "lstm": 5760, "gru": 5497}[cell]
+
+
+def test_an_unknown_count_is_refused():
+    with pytest.raises(ValueError, match="unknown parameter count 'params'; known: weights\\+biases, weights"):
+        prernn.match_hidden_dim("mini_vgg", count="params")
 
 
 @pytest.mark.parametrize("name", [n for n in backbones.names() if not n.startswith("mini_")])

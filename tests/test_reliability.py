@@ -216,10 +216,11 @@ def test_many_processes_write_one_store_at_once(tmp_path, record_property):
     """8 writers (as SLURM array tasks on a shared filesystem), each given every trial
     in its own order: each trial runs exactly once, every row lands, none is torn."""
     from launch.spec import SweepSpec
+    from prernn.settings import parse
 
-    writers, trials = 8, expand(SweepSpec.model_validate(dict(TOY, profile="mini", seeds=list(range(5)))))
+    writers, trials = 8, expand(parse(SweepSpec, dict(TOY, profile="mini", seeds=list(range(5)))))
     jobs = tmp_path / "jobs.json"
-    jobs.write_text(json.dumps([{"id": t.id, "config": t.config} for t in trials]))
+    jobs.write_text(json.dumps([{"id": t.id, "config": t.config.to_dict()} for t in trials]))
     results = tmp_path / "r"
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(jobs), str(w), str(results)], cwd=ROOT,
                               stderr=subprocess.PIPE, text=True) for w in range(writers)]

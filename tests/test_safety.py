@@ -42,13 +42,14 @@ class Payload:
 def test_a_crafted_checkpoint_is_refused_and_its_payload_never_runs(tmp_path):
     from launch.expand import expand
     from launch.spec import SweepSpec
+    from prernn.settings import parse
 
-    trial = expand(SweepSpec.model_validate(dict(TOY, profile="mini")))[0]
+    trial = expand(parse(SweepSpec, dict(TOY, profile="mini")))[0]
     marker = tmp_path / "pwned"
     run_dir = tmp_path / "r" / "runs" / trial.id
     run_dir.mkdir(parents=True)
     torch.save({"streams": Payload(marker), "history": []}, run_dir / "checkpoint.pt")
-    status = execute(trial.id, trial.config, str(tmp_path / "r"), {"sweep": "toy", "profile": "mini"})
+    status = execute(trial.id, trial.config.to_dict(), str(tmp_path / "r"), {"sweep": "toy", "profile": "mini"})
     assert status == "failed" and not marker.exists()
     assert "Weights only load failed" in (run_dir / "log.txt").read_text()
 

@@ -69,7 +69,7 @@ BAD = [
     ("unknown schedule", {"train": dict(TOY["train"], schedule="cosine")}, [], "unknown lr schedule 'cosine'.*known: constant, every, plateau, step"),
     ("bad sweep name", {"name": "my sweep/1"}, [], r"name: .*pattern"),
     ("seeds empty", {"seeds": []}, [], r"seeds: .*at least 1 item"),
-    ("pretrain without cache", {"backbone": {"name": "mini_vgg", "pretrained": "none", "pretrain": {"epochs": 1}}}, [], "pretrain applies only with pretrained: cache"),
+    ("pretrain without cache", {"backbone": {"name": "mini_vgg", "pretrained": "none", "pretrain": {"epochs": 1}}}, [], r"backbone\.pretrain: applies only with pretrained: cache, not .none."),
     ("missing weights file", {"backbone": {"name": "mini_vgg", "pretrained": "/nonexistent/w.pt"}}, [], r"backbone\.pretrained: .*no such file /nonexistent/w\.pt"),
     ("missing data root", {"task": "face", "data": dict(TOY["data"], source="300vw", root="/nonexistent/data")}, [], "data.root: no such directory '/nonexistent/data'"),
     ("data root of a generated source", {}, ["--data-root", "/tmp"], "'toy' is generated from its seed; it takes no data.root"),

@@ -10,6 +10,7 @@ The figures (examples run, and how many reached expansion) are counted as they r
 
 import copy
 import os
+from dataclasses import MISSING
 import tempfile
 import types
 import typing
@@ -19,11 +20,11 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
-
 import prernn
 from launch.expand import expand
-from launch.spec import AXES, DataConfig, ModelConfig, SpecError, SweepSpec, TrainConfig, load_spec
+from launch.spec import AXES, SpecError, SweepSpec, load_spec
+from prernn.config import DataConfig, ModelConfig, TrainConfig
+from prernn.settings import fields_of, is_section, section_in
 from prernn import backbones
 from prernn.data import SOURCES
 from prernn.tasks import TASKS
@@ -69,10 +70,10 @@ def plausible(annotation) -> st.SearchStrategy:
         return st.sampled_from([1e-4, 0.01, 0.1, 0.5, 0.9, 0.0, 2.0, -0.1])
     if annotation is str:
         return st.sampled_from(NAMES)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        fields = list(annotation.model_fields.items())
-        return st.dictionaries(st.sampled_from([n for n, _ in fields]), st.just(None), max_size=3).flatmap(
-            lambda keys: st.fixed_dictionaries({k: plausible(annotation.model_fields[k].annotation) for k in keys}))
+    if is_section(annotation):
+        fields = {f.name: ann for f, ann in fields_of(annotation)}
+        return st.dictionaries(st.sampled_from(list(fields)), st.just(None), max_size=3).flatmap(
+            lambda keys: st.fixed_dictionaries({k: plausible(fields[k]) for k in keys}))
     return st.one_of(st.sampled_from(NAMES), st.integers(0, 8))
 
 
@@ -81,7 +82,7 @@ def axis_annotation(key: str):
         return int
     section, _, name = key.rpartition(".")
     model = {"": ModelConfig, "train": TrainConfig, "data": DataConfig}[section]
-    return model.model_fields[name].annotation
+    return dict((f.name, ann) for f, ann in fields_of(model))[name]
 
 
 def annotation_at(path: tuple):
@@ -93,11 +94,10 @@ def annotation_at(path: tuple):
         if isinstance(key, int) and typing.get_origin(model) is list:  # an element of a list field
             model = typing.get_args(model)[0]
             continue
-        if not (isinstance(model, type) and issubclass(model, BaseModel)) or key not in model.model_fields:
+        fields = dict((f.name, ann) for f, ann in fields_of(model)) if is_section(model) else {}
+        if key not in fields:
             return None
-        ann = model.model_fields[key].annotation
-        nested = [a for a in (typing.get_args(ann) or (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
-        model = nested[0] if nested else ann
+        model = section_in(fields[key]) or fields[key]
     return model
 
 
@@ -119,9 +119,9 @@ def absent_fields(spec: dict):
             names = [(a, axis_annotation(a)) for a in AXES]
         else:
             model = annotation_at(parent) if parent else SweepSpec
-            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            if not is_section(model):
                 continue
-            names = [(n, f.annotation) for n, f in model.model_fields.items()]
+            names = [(f.name, ann) for f, ann in fields_of(model)]
         node = _get(spec, parent)
         yield from ((parent, n, a) for n, a in names if n not in node)
 
@@ -130,8 +130,8 @@ def _required(path: tuple) -> bool:
     if path[0] == "grid":
         return len(path) < 3 or path[2] in ("model", "cell")
     parent = annotation_at(path[:-1]) if len(path) > 1 else SweepSpec
-    fields = getattr(parent, "model_fields", {})
-    return path[-1] in fields and fields[path[-1]].is_required()
+    fields = {f.name: f for f, _ in fields_of(parent)} if is_section(parent) else {}
+    return path[-1] in fields and fields[path[-1]].default is MISSING and fields[path[-1]].default_factory is MISSING
 
 
 def _get(spec, path):

@@ -21,7 +21,7 @@ def test_rows_round_trip_with_a_fixed_schema(write_spec, tmp_path):
     assert table.schema == store.trials_schema and table.num_rows == 2
     df = pd.read_parquet(tmp_path / "s" / "trials").set_index("id")
     assert df.loc[bad.id, "error"] == "boom" and pd.isna(df.loc[bad.id, "test_loss"])
-    assert df.loc[ok.id, "model.hidden_dim"] == ok.config["model"]["hidden_dim"]
+    assert df.loc[ok.id, "model.hidden_dim"] == ok.config.model.hidden_dim
     assert pd.read_parquet(tmp_path / "s" / "epochs").test_loss.tolist() == [0.5]
     assert not list((tmp_path / "s").rglob(".*.tmp"))
 

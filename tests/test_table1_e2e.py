@@ -25,11 +25,11 @@ def pretraining_file():
 
     spec = load_spec(ROOT / "sweeps/table1.yaml", overrides=TRIM)
     cfg = expand(spec)[0].config
-    b = cfg["backbone"]
+    b = cfg.backbone
     from prernn.train.pretrain import recipe_key
 
-    key = recipe_key(b["name"], cfg["task"], cfg["data"]["source"], b["pretrain"], {"stream": "spatial"})
-    return cache_dir() / "pretrained" / f"{b['name']}-{cfg['task']}-spatial-{key}.pt"
+    key = recipe_key(b.name, cfg.task, cfg.data.source, b.pretrain.to_dict(), {"stream": "spatial"})
+    return cache_dir() / "pretrained" / f"{b.name}-{cfg.task}-spatial-{key}.pt"
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,9 @@ def test_mini_gesture_sweep_runs_every_trial(tmp_path):
 @pytest.mark.parametrize("spec,n,labels", [
     ("table3.yaml", 13, ["lstm prernn-sih layer4 random-init", "vrnn prernn-gate layer4", "gru traditional h=512 x2"]),
     ("gesture.yaml", 21, ["vrnn traditional h=4096 x2", "gru prernn-gate fc6/fc7", "lstm traditional h=matched="]),
-    ("table1.yaml", 21, ["vrnn traditional h=matched=2739 x2"]),
+    # the paper's "Similar" column, counted as the paper profile counts (weight matrices only)
+    ("table1.yaml", 21, ["vrnn traditional h=matched=2740 x2", "lstm traditional h=matched=5761 x2",
+                         "gru traditional h=matched=5497 x2"]),
 ])
 def test_paper_profile_dry_runs_list_the_papers_trials(spec, n, labels):
     out = sweep(ROOT / "sweeps" / spec, "--profile", "paper", "--dry-run")
@@ -61,6 +63,8 @@ def test_paper_profile_dry_runs_list_the_papers_trials(spec, n, labels):
     assert f": {n} trials" in out.stdout and "[paper profile]" in out.stdout
     for label in labels:
         assert label in out.stdout
+    rows = [line for line in out.stdout.splitlines() if "prernn-" in line or "traditional" in line]
+    assert len(rows) == n and all("auto (1 GPU)" in r and "fp32" in r for r in rows)  # device, precision
     assert "vrnn prernn-sih" not in out.stdout
 
 

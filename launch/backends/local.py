@@ -10,6 +10,7 @@ epoch checkpoint.
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
 import signal
@@ -20,7 +21,10 @@ from concurrent.futures.process import BrokenProcessPool
 from .base import Events, Job
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, gpus: str = "") -> None:
+    """Dies with the launcher; sees only its own GPUs (``gpus``: CUDA_VISIBLE_DEVICES; empty:
+    none, so ``train.device: auto`` trains on the CPU), uses ``threads`` torch threads."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpus
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -39,22 +43,54 @@ def _run(job: Job, worker: str) -> str:
     return execute(job.trial_id, job.config, job.store_root, {**job.meta, "worker": f"{worker}/{os.getpid()}"})
 
 
-def default_workers(cpus_per_trial: int) -> int:
+def default_workers(cpus_per_trial: int, gpus_per_trial: float = 0) -> int:
+    """Trials that fit this machine at once: its cores, and its GPUs when trials take some."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // max(1, cpus_per_trial))
+    n = max(1, cores // max(1, cpus_per_trial))
+    if gpus_per_trial:
+        n = min(n, max(1, int(visible_gpus() / gpus_per_trial)))
+    return n
+
+
+def visible_gpus() -> int:
+    """CUDA devices this process may hand out (without initialising CUDA in the launcher)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip()])
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def slot_gpus(slot: int, gpus_per_trial: float) -> str:
+    """CUDA_VISIBLE_DEVICES of a worker slot: ``gpus_per_trial`` whole GPUs each, or a
+    fraction of one (slots 0 and 1 share GPU 0 at 0.5)."""
+    if not gpus_per_trial:
+        return ""
+    if gpus_per_trial >= 1:
+        n = math.ceil(gpus_per_trial)
+        ids = range(slot * n, slot * n + n)
+    else:
+        ids = [int(slot * gpus_per_trial)]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    names = [d.strip() for d in visible.split(",") if d.strip()] if visible is not None else None
+    return ",".join(names[i] if names is not None else str(i) for i in ids)
 
 
 class LocalBackend:
     name = "local"
 
-    def __init__(self, workers: int | None = None, cpus_per_trial: int = 1, max_failures: int = 2):
+    def __init__(self, workers: int | None = None, cpus_per_trial: int = 1, max_failures: int = 2,
+                 gpus_per_trial: float = 0):
         self.threads = cpus_per_trial
-        self.workers = workers or default_workers(cpus_per_trial)
+        self.gpus = gpus_per_trial
+        self.workers = workers or default_workers(cpus_per_trial, gpus_per_trial)
         self.max_failures = max_failures
 
     @classmethod
     def from_cli(cls, args, spec) -> "LocalBackend":
-        return cls(workers=args.workers, cpus_per_trial=spec.resources.cpus, max_failures=args.max_failures)
+        return cls(workers=args.workers, cpus_per_trial=spec.resources.cpus, max_failures=args.max_failures,
+                   gpus_per_trial=spec.resources.gpus)
 
     def active_trials(self, store_root) -> set[str]:
         return set()  # nothing outlives the launcher
@@ -62,9 +98,9 @@ class LocalBackend:
     def cancel_trials(self, store_root, trial_ids: set[str]) -> None:
         pass  # it has no active trials
 
-    def _slot(self) -> ProcessPoolExecutor:
+    def _slot(self, i: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                   initargs=(self.threads,))
+                                   initargs=(self.threads, slot_gpus(i, self.gpus)))
 
     def run(self, jobs: list[Job], events: Events) -> bool:
         """One single-process pool per slot: a worker that dies (SIGKILL, out of memory)
@@ -74,7 +110,7 @@ class LocalBackend:
 
         if not jobs:
             return True
-        slots = [self._slot() for _ in range(min(self.workers, len(jobs)))]
+        slots = [self._slot(i) for i in range(min(self.workers, len(jobs)))]
         queue, running, free = list(jobs), {}, list(range(len(slots)))
         deaths: dict[str, int] = {}
         try:
@@ -84,7 +120,7 @@ class LocalBackend:
                     try:
                         fut = slots[i].submit(_run, job, "local")
                     except BrokenProcessPool:  # its idle worker died since its last trial
-                        slots[i] = self._slot()
+                        slots[i] = self._slot(i)
                         fut = slots[i].submit(_run, job, "local")
                     running[fut] = (i, job)
                     events.started(job.trial_id)
@@ -97,7 +133,7 @@ class LocalBackend:
                         continue
                     except BrokenProcessPool:
                         slots[i].shutdown(wait=False)
-                        slots[i] = self._slot()
+                        slots[i] = self._slot(i)
                     deaths[job.trial_id] = deaths.get(job.trial_id, 0) + 1
                     if deaths[job.trial_id] <= self.max_failures:
                         queue.insert(0, job)  # again, from its last checkpoint

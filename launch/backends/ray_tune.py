@@ -18,6 +18,9 @@ from pathlib import Path
 
 from ray import tune
 
+from prernn.config import TrialConfig
+from prernn.settings import to_dict
+
 from .base import Events, Job
 
 # where trials find the pre-training and feature caches and weight files, as the launcher sees them
@@ -55,6 +58,8 @@ def _run(job: Job, threads: int, report: bool) -> None:
 
     from ..runner import execute, set_threads
 
+    if not ray.get_runtime_context().get_accelerator_ids().get("GPU"):  # auto: the trial was given no GPU
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     set_threads(threads)
     node = ray.get_runtime_context().get_node_id()
     execute(job.trial_id, job.config, job.store_root, {**job.meta, "worker": f"ray/{node[:8]}/{os.getpid()}"},
@@ -69,13 +74,15 @@ def _search_job(spec, store_root: str, meta: dict, params: dict) -> Job:
     from ..search import trial_for
 
     t = trial_for(spec, params)
-    return Job(t.id, t.config, store_root, {**meta, "label": t.label})
+    return Job(t.id, t.config.to_dict(), store_root, {**meta, "label": t.label})
 
 
 def _search_trainable(params: dict, spec_json: dict, store_root: str, meta: dict) -> None:
+    from prernn.settings import parse
+
     from ..spec import SweepSpec
 
-    spec = SweepSpec.model_validate(spec_json)
+    spec = parse(SweepSpec, spec_json)
     _run(_search_job(spec, store_root, meta, params), spec.resources.cpus, report=True)
 
 
@@ -83,17 +90,16 @@ class RayBackend:
     name = "ray"
 
     def __init__(self, resources, address: str | None = None, max_failures: int = 2, asha: bool = False,
-                 metric: str = "test_loss", mode: str = "min", max_epochs: int = 100):
+                 metric: str = "test_loss", mode: str = "min"):
         self.resources, self.address, self.max_failures = resources, address, max_failures
-        self.asha, self.metric, self.mode, self.max_epochs = asha, metric, mode, max_epochs
+        self.asha, self.metric, self.mode = asha, metric, mode
 
     @classmethod
     def from_cli(cls, args, spec) -> "RayBackend":
         from prernn.tasks import TASKS
 
         task = TASKS[spec.task]
-        return cls(spec.resources, args.ray_address, args.max_failures, args.asha, task.primary, task.mode,
-                   max(spec.train.epochs, spec.train.temporal_epochs or 0))
+        return cls(spec.resources, args.ray_address, args.max_failures, args.asha, task.primary, task.mode)
 
     def active_trials(self, store_root) -> set[str]:
         return set()  # the launcher blocks until Tune is done
@@ -125,8 +131,8 @@ class RayBackend:
         _LIVE.update(events=events, job_for=lambda config: by_id[config["job"]["trial_id"]])
         try:
             resources = {"cpu": self.resources.cpus, "gpu": self.resources.gpus}
-            scheduler = (ASHAScheduler(time_attr="epoch", max_t=self.max_epochs, grace_period=1)
-                         if self.asha else None)
+            max_t = max(TrialConfig.from_dict(j.config).total_epochs for j in jobs)
+            scheduler = ASHAScheduler(time_attr="epoch", max_t=max_t, grace_period=1) if self.asha else None
             root = Path(jobs[0].store_root).resolve()
             tuner = tune.Tuner(
                 tune.with_resources(_trainable, resources),
@@ -161,12 +167,12 @@ class RayBackend:
                                 study_name=study.study_name, storage=search.storage(store_root, url))
         scheduler = None
         if spec.search.pruner != "none":
-            scheduler = ASHAScheduler(time_attr="epoch", max_t=max(spec.train.epochs, spec.train.temporal_epochs or 0),
-                                      grace_period=1)
+            max_t = search.trial_for(spec, {}).config.total_epochs
+            scheduler = ASHAScheduler(time_attr="epoch", max_t=max_t, grace_period=1)
         self._init()
         _LIVE.update(events=_Lines(), job_for=lambda params: _search_job(spec, str(store_root), meta, params))
         try:
-            trainable = tune.with_parameters(_search_trainable, spec_json=spec.model_dump(mode="json"),
+            trainable = tune.with_parameters(_search_trainable, spec_json=to_dict(spec),
                                              store_root=str(store_root), meta=meta)
             tune.Tuner(
                 tune.with_resources(trainable, {"cpu": self.resources.cpus, "gpu": self.resources.gpus}),

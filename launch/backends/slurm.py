@@ -54,6 +54,8 @@ def sbatch_parameters(resources, options: SlurmOptions, job_name: str) -> dict:
     }
     if gpus:
         params["gpus_per_node"] = gpus
+    else:  # train.device: auto means the GPU SLURM gave the trial: none, even on a GPU node
+        params["setup"].append("export CUDA_VISIBLE_DEVICES=")
     for key in ("partition", "account", "qos", "constraint"):
         if getattr(options, key):
             params[key] = getattr(options, key)
@@ -138,7 +140,7 @@ class SlurmBackend:
     @classmethod
     def from_cli(cls, args, spec) -> "SlurmBackend":
         """The spec's ``slurm:`` section, overridden by the CLI's --partition, --account, ..."""
-        fields = spec.slurm.model_dump()
+        fields = spec.slurm.to_dict()
         for key in fields:
             if getattr(args, key, None) is not None:
                 fields[key] = getattr(args, key)

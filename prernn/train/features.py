@@ -21,6 +21,8 @@ import torch
 from torch import nn
 
 from ..data import Split, to_input
+from .device import Placement
+from .loop import CPU
 from .pretrain import cache_dir
 
 
@@ -40,13 +42,15 @@ class Frozen(nn.Module):
 
 
 @torch.no_grad()
-def stem_features(stem: nn.Module, data: Split, channels: int, batch_size: int = 16) -> torch.Tensor:
-    """(N, T, *feature shape) float32: the stem on every frame of every sequence."""
+def stem_features(stem: nn.Module, data: Split, channels: int, batch_size: int = 16,
+                  place: Placement = CPU) -> torch.Tensor:
+    """(N, T, *feature shape) float32 on the CPU: the stem (already on ``place``) on every
+    frame of every sequence, in fp32."""
     stem.eval()
     out = []
     for i in range(0, len(data), batch_size):
-        x = to_input(data.frames[i:i + batch_size], channels)
-        out.append(stem(x.flatten(0, 1)).unflatten(0, x.shape[:2]))
+        x = to_input(place.batch(data.frames[i:i + batch_size]), channels)
+        out.append(stem(x.flatten(0, 1)).unflatten(0, x.shape[:2]).float().cpu())
     return torch.cat(out)
 
 
@@ -58,10 +62,13 @@ def weights_digest(module: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_features(stem: nn.Module, load: Callable[[], Split], channels: int, key: dict, log=print) -> Split:
+def cached_features(stem: nn.Module, load: Callable[[], Split], channels: int, key: dict, log=print,
+                    place: Placement = CPU) -> Split:
     """The split ``load()`` would give with its frames replaced by the stem's features: from the
-    cache (the data are then not read at all) or computed once and stored with the targets."""
-    blob = json.dumps({**key, "stem": weights_digest(stem)}, sort_keys=True)
+    cache (the data are then not read at all) or computed once on ``place`` and stored with the
+    targets. The device type is part of the key: a GPU rounds differently from the CPU."""
+    blob = json.dumps({**key, "stem": weights_digest(stem), **({"device": "cuda"} if place.cuda else {})},
+                      sort_keys=True)
     path = cache_dir() / "features" / f"{hashlib.sha256(blob.encode()).hexdigest()[:20]}.pt"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +78,8 @@ def cached_features(stem: nn.Module, load: Callable[[], Split], channels: int, k
                 log(f"computing frozen-backbone features once ({path.name})")
                 data = load()
                 tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                torch.save({"features": stem_features(stem, data, channels), "targets": data.targets}, tmp)
+                torch.save({"features": stem_features(stem, data, channels, place=place), "targets": data.targets},
+                           tmp)
                 os.replace(tmp, path)
     saved = torch.load(path, weights_only=True)
     return Split(saved["features"], saved["targets"])

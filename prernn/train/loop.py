@@ -1,4 +1,5 @@
-"""One epoch of training and one evaluation, over in-memory sequence data."""
+"""One epoch of training and one evaluation, over in-memory sequence data, on a trial's
+device and in its precision (``prernn.train.device.Placement``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from torch import nn
 from ..data import Split, to_input
 from ..data.augment import augment as augment_sequence
 from ..tasks import Task
+from .device import Placement
+
+CPU = Placement(torch.device("cpu"))
 
 
 class Diverged(FloatingPointError):
@@ -23,7 +27,10 @@ def _augmented(frames, targets, task: Task, generator: torch.Generator):
 
 
 def train_epoch(net: nn.Module, opt: torch.optim.Optimizer, data: Split, task: Task,
-                batch_size: int, generator: torch.Generator, augment: bool = False) -> float:
+                batch_size: int, generator: torch.Generator, augment: bool = False,
+                place: Placement = CPU, scaler: torch.amp.GradScaler | None = None) -> float:
+    """One pass over ``data`` in an order drawn from ``generator`` (on the CPU, so the
+    order is the same on every device); returns the mean training loss."""
     net.train()
     order = torch.randperm(len(data), generator=generator)
     total, seen = 0.0, 0
@@ -32,24 +39,36 @@ def train_epoch(net: nn.Module, opt: torch.optim.Optimizer, data: Split, task: T
         frames, targets = data.frames[idx], data.targets[idx]
         if augment:
             frames, targets = _augmented(frames, targets, task, generator)
-        pred = net(to_input(frames, task.channels))
-        loss = task.loss(pred, targets)
+        x = to_input(place.batch(frames), task.channels)  # uint8 travels, the float copy is made there
+        targets = targets.to(place.device, non_blocking=True)
+        with place.autocast():
+            pred = net(x)
+        loss = task.loss(pred.float(), targets)
         if not torch.isfinite(loss):
             raise Diverged(f"training loss is {loss.item()} at batch {i // batch_size}")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        if scaler is not None and scaler.is_enabled():
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
         total += loss.item() * len(idx)
         seen += len(idx)
     return total / seen
 
 
 @torch.no_grad()
-def predict(net: nn.Module, data: Split, task: Task, batch_size: int) -> torch.Tensor:
-    """The network's outputs on every sequence, (N, T, num_outputs)."""
+def predict(net: nn.Module, data: Split, task: Task, batch_size: int, place: Placement = CPU) -> torch.Tensor:
+    """The network's outputs on every sequence, (N, T, num_outputs), float32 on the CPU."""
     net.eval()
-    return torch.cat([net(to_input(data.frames[i:i + batch_size], task.channels))
-                      for i in range(0, len(data), batch_size)])
+    out = []
+    for i in range(0, len(data), batch_size):
+        x = to_input(place.batch(data.frames[i:i + batch_size]), task.channels)
+        with place.autocast():
+            out.append(net(x).float().cpu())
+    return torch.cat(out)
 
 
 def evaluate_predictions(task: Task, preds: dict[str, torch.Tensor], targets: torch.Tensor) -> dict[str, float]:
@@ -59,4 +78,3 @@ def evaluate_predictions(task: Task, preds: dict[str, torch.Tensor], targets: to
     if bad:
         raise Diverged(f"metrics not finite: {bad}")
     return metrics
-

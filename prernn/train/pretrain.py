@@ -22,6 +22,8 @@ import torch
 from .. import backbones
 from ..data import SOURCES, to_input
 from ..tasks import TASKS
+from .device import Placement
+from .loop import CPU
 from .recipes import make_optimizer
 
 
@@ -35,8 +37,9 @@ def recipe_key(backbone: str, task: str, source: str, recipe: dict, inputs: dict
 
 
 def cached_pretrained(backbone: str, task: str, source: str, recipe: dict, log=print, stream: str = "spatial",
-                      **inputs) -> Path:
-    """The weights file for this pre-training recipe, training it first if absent.
+                      place: Placement | None = None, **inputs) -> Path:
+    """The weights file for this pre-training recipe, training it first if absent (on
+    ``place``, default the CPU; in fp32 - the file is shared by trials of every precision).
 
     recipe: videos, frames, size, seed, epochs, batch_size, lr, optimizer. stream: which input
     the backbone reads (``temporal``: optical flow); inputs: clip_frames / flow_stack."""
@@ -51,7 +54,8 @@ def cached_pretrained(backbone: str, task: str, source: str, recipe: dict, log=p
         if not path.is_file():
             start = time.monotonic()
             log(f"pre-training {backbone} for {task} ({stream} stream) once (cached at {path})")
-            backbones.save_backbone(pretrain(backbone, task, source, recipe, **inputs), path)
+            net = pretrain(backbone, task, source, recipe, place=place or CPU, **inputs)
+            backbones.save_backbone(net.cpu(), path)
             log(f"pre-training {backbone} took {time.monotonic() - start:.0f} s")
     return path
 
@@ -62,7 +66,7 @@ def stream_backbone(stream: str, flow_stack: int | None) -> dict:
 
 
 def pretrain(backbone: str, task_name: str, source: str, r: dict, stream: str = "spatial",
-             **inputs) -> backbones.Backbone:
+             place: Placement = CPU, **inputs) -> backbones.Backbone:
     """Feedforward training on single time steps (frames, clips or flow stacks) of a
     synthetic dataset drawn from the recipe's own seed."""
     task = TASKS[task_name]
@@ -73,6 +77,7 @@ def pretrain(backbone: str, task_name: str, source: str, r: dict, stream: str = 
     frames = data.frames.flatten(0, 1).unsqueeze(1)  # single steps, as sequences of length 1
     targets = data.targets.repeat_interleave(steps) if data.targets.dim() == 1 else data.targets.flatten(0, 1)
     net = backbones.create(backbone, num_outputs=task.num_outputs, **stream_backbone(stream, inputs.get("flow_stack")))
+    net = place.prepare(net)
     if r.get("optimizer", "sgd") == "adam":
         opt = torch.optim.Adam(net.parameters(), lr=r["lr"])
     else:
@@ -83,7 +88,8 @@ def pretrain(backbone: str, task_name: str, source: str, r: dict, stream: str = 
         order = torch.randperm(len(frames), generator=g)
         for i in range(0, len(frames), r["batch_size"]):
             idx = order[i:i + r["batch_size"]]
-            loss = task.loss(net(to_input(frames[idx], task.channels).squeeze(1)), targets[idx])
+            x = to_input(place.batch(frames[idx]), task.channels).squeeze(1)
+            loss = task.loss(net(x), targets[idx].to(place.device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

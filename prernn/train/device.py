@@ -1,0 +1,108 @@
+"""Where a trial trains and in what precision (``train.device``, ``train.precision``).
+
+device
+  ``auto``  the GPU the scheduler gave the trial, else the CPU. Every backend makes
+            CUDA_VISIBLE_DEVICES say what it gave: SLURM and Ray set it to the
+            trial's GPUs, the local backend to each worker's share (empty without
+            GPUs), so "a CUDA device is visible" means "a GPU was given".
+  ``cuda``  the first visible GPU; none visible is an error before anything runs.
+  ``cpu``   the CPU, whatever is visible.
+precision
+  ``fp32``  no autocast.
+  ``bf16``  autocast to bfloat16 (CPU and CUDA); weights and optimiser state stay fp32.
+  ``fp16``  autocast to float16 with a gradient scaler (loss scaling, skipped steps
+            on overflow): CUDA's mixed precision; on the CPU it runs but is slow.
+
+On CUDA, conv backbones run channels-last (NHWC, what cuDNN's tensor-core kernels
+want) with cuDNN autotuning. The linear PreRNN recurrence runs in fp32 under any
+autocast (``prernn.cells.PreRNNLinear``): its input GEMM and its time loop, the
+loop as the Python twin of the CPU's C++ loop (one ``addmm`` and a few fused
+elementwise kernels per step, ``prernn.bptt``). Conv recurrences (ResNet's layer4)
+run their loop in autograd under autocast like the rest of the network.
+All of this is ours: the paper trained on GPUs and publishes none of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class DeviceUnavailable(RuntimeError):
+    """The trial asked for a device this process cannot see."""
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` | ``cpu`` | ``cuda`` -> the torch device this process trains on."""
+    if device == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    if device == "cuda":
+        raise DeviceUnavailable("train.device is cuda, but this process sees no CUDA device "
+                                "(CUDA_VISIBLE_DEVICES, the driver, or a CPU-only torch build); "
+                                "use train.device: auto or cpu, or run it where a GPU is given")
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A trial's device and precision, and what follows from them."""
+
+    device: torch.device
+    precision: str = "fp32"
+
+    @classmethod
+    def of(cls, device: str, precision: str) -> "Placement":
+        if precision not in DTYPES:
+            raise ValueError(f"unknown precision {precision!r}; known: {', '.join(DTYPES)}")
+        return cls(resolve_device(device), precision)
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def name(self) -> str:
+        """'cpu' or 'cuda:0', as recorded in the trial's row."""
+        return str(self.device)
+
+    @property
+    def gpu(self) -> str | None:
+        return torch.cuda.get_device_name(self.device) if self.cuda else None
+
+    def autocast(self):
+        dtype = DTYPES[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def scaler(self) -> torch.amp.GradScaler:
+        """Loss scaling for fp16 (a no-op scaler otherwise)."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+
+    def prepare(self, net: nn.Module) -> nn.Module:
+        """Move a network here; on CUDA, conv weights channels-last and cuDNN autotuning."""
+        net = net.to(self.device)
+        if self.cuda and any(isinstance(m, (nn.Conv2d, nn.Conv3d)) for m in net.modules()):
+            torch.backends.cudnn.benchmark = True
+            net = net.to(memory_format=torch.channels_last)  # 4-D weights; 3-D conv kernels below
+            for m in net.modules():
+                if isinstance(m, nn.Conv3d):
+                    m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last_3d)
+        return net
+
+    def batch(self, x: Tensor) -> Tensor:
+        """A batch of (B, T, C, H, W) frames or (B, T, C, L, H, W) clips, here; on CUDA laid out
+        so that each frame (clip) the stem sees after flattening B and T is channels-last."""
+        x = x.to(self.device, non_blocking=True)
+        if not self.cuda or x.dim() not in (5, 6):
+            return x
+        last = (0, 1, *range(3, x.dim()), 2)  # channels to the end, then back as a view
+        back = (0, 1, x.dim() - 1, *range(2, x.dim() - 1))
+        return x.permute(last).contiguous().permute(back)

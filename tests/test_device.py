@@ -1,0 +1,144 @@
+"""train.device and train.precision: autocast training on the CPU, checkpoints that resume
+under another setting, GPUs a trial is given and must use, what the record says. Tests
+that need CUDA are marked ``cuda``: without a CUDA device they are deselected (and the
+run's summary says how many), never silently passed."""
+
+import pandas as pd
+import pytest
+import torch
+
+from launch.backends.local import slot_gpus
+from launch.expand import expand
+from launch.runner import execute
+from launch.spec import load_spec
+from prernn.trial import run_trial
+
+from .conftest import TOY, sweep
+
+CUDA = pytest.mark.cuda  # deselected without a CUDA device (conftest.py)
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="about a machine without CUDA")
+
+# a PreRNN face trial on the mini VGG: conv stem, fc recurrence (the C++ loop), dropout
+FACE = dict(TOY, task="face", data={"source": "synthetic_face", "train_videos": 6, "test_videos": 3, "frames": 3,
+                                    "size": 32},
+            backbone={"name": "mini_vgg", "pretrained": "none"},
+            grid=[{"model": "prernn", "cell": "lstm"}])
+
+
+def face(write_spec, name="spec.yaml", **train):
+    spec = dict(FACE, train=dict(FACE["train"], epochs=4, **train))
+    return expand(load_spec(write_spec(spec, filename=name)))[0].config
+
+
+def quiet(msg):
+    pass
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_autocast_training_runs_on_the_cpu(write_spec, tmp_path, precision):
+    fp32 = run_trial(face(write_spec), tmp_path / "fp32", log=quiet)
+    low = run_trial(face(write_spec, f"{precision}.yaml", precision=precision), tmp_path / precision, log=quiet)
+    assert low["device"] == "cpu" and len(low["history"]) == 4
+    assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in low["history"])
+    assert low["history"][0]["train_loss"] != fp32["history"][0]["train_loss"]  # autocast did act
+    assert abs(low["metrics"]["test_loss"] - fp32["metrics"]["test_loss"]) < 0.2 * fp32["metrics"]["test_loss"]
+    state = torch.load(tmp_path / precision / "checkpoint.pt", weights_only=True)
+    scaler = state["streams"]["spatial"]["scaler"]
+    assert bool(scaler) == (precision == "fp16")  # fp16 checkpoints its loss scale
+
+
+def test_a_checkpoint_resumes_under_another_device_and_precision(write_spec, tmp_path):
+    """Written with train.device: cpu in fp32, resumed with device auto in bf16: the finished
+    epochs are kept, the rest trains on."""
+    first = face(write_spec, "a.yaml", device="cpu")
+    done = run_trial(first.replace(train=first.train.replace(epochs=2)), tmp_path, log=quiet)
+    messages = []
+    resumed = run_trial(face(write_spec, "b.yaml", precision="bf16"), tmp_path, log=messages.append)
+    assert resumed["history"][:2] == done["history"] and len(resumed["history"]) == 4
+    assert any(m.startswith("resuming after epoch 2 on cpu") for m in messages)
+
+
+@pytest.mark.bad_input
+def test_a_trial_given_a_gpu_it_cannot_see_refuses_to_start(write_spec, tmp_path):
+    """resources.gpus was given (as a scheduler would), but no CUDA device is visible: the
+    trial is recorded failed with the reason, not trained on the CPU."""
+    t = expand(load_spec(write_spec(FACE)))[0]
+    meta = {"sweep": "face", "profile": "mini", "gpus": 1}
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    assert execute(t.id, t.config.to_dict(), str(tmp_path / "r"), meta) == "failed"
+    row = pd.read_parquet(tmp_path / "r" / "trials").iloc[0]
+    assert "resources.gpus is 1, but this trial sees no CUDA device" in row.error and row.epochs_done == 0
+    assert not (tmp_path / "r" / "runs" / t.id / "checkpoint.pt").exists()
+
+
+@NO_CUDA
+@pytest.mark.bad_input
+@pytest.mark.parametrize("sets,expected", [
+    (["train.device=cuda"], r"train\.device: cuda, but this machine has 0 CUDA device"),
+    (["train.device=cuda"], r"train\.device: cuda, but resources\.gpus is 0"),
+    (["resources.gpus=1"], r"resources\.gpus: 1, but this machine has 0 CUDA device"),
+    (["resources.gpus=1", "train.device=cpu"], r"train\.device: cpu, but resources\.gpus is 1"),
+])
+def test_a_gpu_that_cannot_be_had_or_would_sit_idle_is_bad_input(write_spec, tmp_path, sets, expected):
+    import re
+
+    results = tmp_path / "r"
+    args = [a for s in sets for a in ("--set", s)]
+    out = sweep(write_spec(FACE), "--results-dir", results, *args)
+    assert out.returncode == 2 and re.search(expected, out.stderr), out.stderr
+    assert not results.exists()
+    dry = sweep(write_spec(FACE), "--results-dir", results, "--dry-run", *args)  # planning still works
+    assert dry.returncode == 0 and "a real run would stop here" in dry.stderr
+
+
+def test_the_record_carries_device_and_precision(write_spec, tmp_path):
+    out = sweep(write_spec(dict(FACE, train=dict(FACE["train"], precision="bf16"))), "--results-dir", tmp_path / "r")
+    assert out.returncode == 0, out.stdout + out.stderr
+    row = pd.read_parquet(tmp_path / "r" / "trials").iloc[0]
+    assert (row.device, row["train.precision"], row["train.device"]) == ("cpu", "bf16", "auto")
+    assert pd.isna(row.gpu)
+
+
+@pytest.mark.parametrize("slot,per_trial,visible,expected", [
+    (0, 0, None, ""), (3, 0, "0,1", ""),                      # no GPU asked for: none visible
+    (0, 1, None, "0"), (1, 1, None, "1"), (1, 2, None, "2,3"),
+    (0, 0.5, None, "0"), (1, 0.5, None, "0"), (2, 0.5, None, "1"),  # two trials share a GPU
+    (1, 1, "4,6", "6"),                                      # within what the launcher may use
+])
+def test_local_worker_slots_see_their_own_gpus(monkeypatch, slot, per_trial, visible, expected):
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert slot_gpus(slot, per_trial) == expected
+
+
+def test_slurm_jobs_without_gpus_see_none():
+    from launch.backends.slurm import SlurmOptions, sbatch_parameters
+    from launch.spec import Resources
+
+    assert "export CUDA_VISIBLE_DEVICES=" in sbatch_parameters(Resources(gpus=0), SlurmOptions(), "x")["setup"]
+    assert "export CUDA_VISIBLE_DEVICES=" not in sbatch_parameters(Resources(gpus=1), SlurmOptions(), "x")["setup"]
+
+
+@CUDA
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_a_trial_trains_on_the_gpu_and_resumes_on_the_cpu(write_spec, tmp_path, precision):
+    cfg = face(write_spec, precision=precision, device="cuda")
+    half = run_trial(cfg.replace(train=cfg.train.replace(epochs=2)), tmp_path, log=quiet)
+    assert half["device"].startswith("cuda") and half["gpu"] == torch.cuda.get_device_name(0)
+    resumed = run_trial(cfg.replace(train=cfg.train.replace(device="cpu")), tmp_path, log=quiet)
+    assert resumed["device"] == "cpu" and resumed["history"][:2] == half["history"]
+
+
+@CUDA
+def test_auto_uses_the_visible_gpu_and_channels_last(write_spec, tmp_path):
+    from prernn.train.device import Placement
+
+    place = Placement.of("auto", "bf16")
+    assert place.cuda
+    x = place.batch(torch.zeros(2, 3, 3, 8, 8, dtype=torch.uint8))
+    assert x.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
+    result = run_trial(face(write_spec), tmp_path, log=quiet)
+    assert result["device"].startswith("cuda")
