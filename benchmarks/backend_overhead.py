@@ -25,6 +25,7 @@ import pandas as pd  # noqa: E402
 from launch.backends import BACKENDS, Job  # noqa: E402
 from launch.expand import expand  # noqa: E402
 from launch.spec import SweepSpec  # noqa: E402
+from prernn.settings import parse  # noqa: E402
 
 TRIVIAL = {
     "name": "overhead", "task": "toy", "profile": "mini",
@@ -50,7 +51,7 @@ def main() -> None:
     # the CLI's options for every backend, as launch/sweep.py would pass them
     a.max_failures, a.asha, a.wait, a.array_parallelism = 0, False, True, None
     a.partition = a.account = a.qos = a.constraint = a.gpus_per_node = None
-    spec = SweepSpec.model_validate({**TRIVIAL, "seeds": list(range(a.trials))})
+    spec = parse(SweepSpec, {**TRIVIAL, "seeds": list(range(a.trials))})
     trials = expand(spec)
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as root:  # SLURM jobs must see it
         jobs = [Job(t.id, t.config.to_dict(), root, {"sweep": "overhead", "profile": "mini", "label": t.label}) for t in trials]
