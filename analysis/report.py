@@ -14,7 +14,7 @@ import pandas as pd
 
 from . import figures
 from .data import MISSING, load_epochs, trials as load_trials
-from .tables import LAYOUTS, table, wide
+from .tables import LAYOUTS, not_beating_constant, references, table, wide
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}
 table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px}
@@ -57,8 +57,19 @@ def build(spec, expected, sweep_dir: str | Path) -> str:
     parts.append("<h2>Provenance</h2>" + _table_html(pd.DataFrame(list(prov.items()), columns=["", "value"])))
 
     figs = []
-    if spec.reference in LAYOUTS and len(df):
-        long = table(df, spec.reference, metric)
+    refs = references(df, metric)
+    long = table(df, spec.reference, metric) if spec.reference in LAYOUTS and len(df) else None
+    worse = not_beating_constant(long if long is not None else refs.iloc[:0], refs, TASKS[spec.task].mode)
+    if worse:
+        parts.append(f"<p class=bad><b>{len(worse)} model(s) do not beat the constant predictor</b> - they learned "
+                     f"nothing the training set's mean did not already say: {html.escape(', '.join(worse))}</p>")
+    if len(refs):
+        parts.append("<h2>Reference rows</h2><p class=note>constant: the training set's mean target or class "
+                     "frequencies; linear probe: a linear read-out of the frozen pre-trained features; per-frame "
+                     "CNN: the fine-tuned network without recurrence (PreVRNN with U fixed at zero).</p>"
+                     + _table_html(refs[["column", "n", "mean", "std", "ci_low", "ci_high", "failed", "missing",
+                                         "status"]].round(4)))
+    if long is not None:
         parts.append(f"<h2>{spec.reference.title()}: {metric} — ours | the paper's</h2>"
                      "<p class=note>ours: mean over completed seeds, ± the 95% CI half-width when n > 1; "
                      "— not run, 'failed' only failed trials; the paper's value after the bar "

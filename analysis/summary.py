@@ -5,15 +5,27 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .tables import LAYOUTS, table, wide
+from .tables import LAYOUTS, not_beating_constant, reference_text, references, table, wide
 
 
-def summary(trials: pd.DataFrame, reference_table: str | None, metric: str) -> tuple[list[str], list[list[str]]]:
-    """(header, rows): ours | the paper's per cell, or trial / status / metric per trial."""
+def summary(trials: pd.DataFrame, reference_table: str | None, metric: str,
+            mode: str = "min") -> tuple[list[str], list[list[str]], list[str]]:
+    """(header, rows, notes): ours | the paper's per cell, or trial / status / metric per trial;
+    notes: the reference rows, and a warning naming every model that does not beat the constant."""
+    refs = references(trials, metric)
+    notes = [f"reference rows: {reference_text(refs)}"] if len(refs) else []
     if reference_table in LAYOUTS and len(trials):
-        w = wide(table(trials, reference_table, metric))
+        long = table(trials, reference_table, metric)
+        w = wide(long)
         header = ["cell"] + [f"{c} | paper" for c in w.columns]
-        return header, [[row, *values] for row, values in zip(w.index, w.fillna("—").values.tolist())]
-    rows = [[r.label, r.status, "—" if pd.isna(r[metric]) else f"{r[metric]:.4f}"]
-            for _, r in trials.sort_values("label").iterrows()]
-    return ["trial", "status", metric], rows
+        rows = [[row, *values] for row, values in zip(w.index, w.fillna("—").values.tolist())]
+    else:
+        long = pd.DataFrame(columns=["row", "column", "mean", "status"])
+        rows = [[r.label, r.status, "—" if pd.isna(r[metric]) else f"{r[metric]:.4f}"]
+                for _, r in trials.sort_values("label").iterrows()]
+        header = ["trial", "status", metric]
+    worse = not_beating_constant(long, refs, mode)
+    if worse:
+        notes.append(f"WARNING: {len(worse)} model(s) do not beat the constant predictor - they learned nothing the "
+                     f"training set's mean did not already say: {', '.join(worse)}")
+    return header, rows, notes

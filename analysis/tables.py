@@ -5,6 +5,10 @@ can be pivoted, plotted or rendered; ``wide`` gives the paper's shape as text.
 Every cell the layout has is present: with no completed trial its status says
 why (``failed``: only failed/diverged trials; ``missing``: never run).
 
+Every table also has reference rows (``references``: a constant predictor, a linear
+probe, the per-frame CNN) and says which models do not beat the constant
+(``not_beating_constant``).
+
 Layouts (the paper's; ``analysis/reference`` holds its values):
   table1  cell x traditional hidden size (and parameter-matched), plus PreRNN (fc6/7).
           A mini profile's sizes are scaled down: they are matched to the paper's by rank.
@@ -115,6 +119,47 @@ def table(trials: pd.DataFrame, name: str, metric: str) -> pd.DataFrame:
     na = (out.row == "VRNN") & out.column.str.startswith("prernn-sih") if name == "table3" else False
     out["status"] = np.select([na, out.n > 0, out.failed > 0], [NOT_APPLICABLE, "ok", "failed"], "missing")
     return out
+
+
+# reference rows (prernn.train.reference), in every table beside the paper's
+REFERENCE_ROWS = {"constant": "constant", "probe": "linear probe", "per-frame": "per-frame CNN"}
+
+
+def references(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Long form of the reference rows the sweep has: row 'reference', column = their name."""
+    df = trials[trials["model.model"].isin(REFERENCE_ROWS)] if len(trials) else trials
+    if not len(df):
+        return pd.DataFrame(columns=["row", "column", "n", "mean", "std", "ci_low", "ci_high", "failed", "missing",
+                                     "status"])
+    df = df.assign(row="reference", column=df["model.model"].map(REFERENCE_ROWS))
+    out = aggregate(df, ["row", "column"], metric)
+    out["status"] = np.select([out.n > 0, out.failed > 0], ["ok", "failed"], "missing")
+    order = [c for c in REFERENCE_ROWS.values() if c in set(out.column)]
+    return out.set_index("column").loc[order].reset_index()[["row", "column", *out.columns.drop(["row", "column"])]]
+
+
+def not_beating_constant(cells: pd.DataFrame, refs: pd.DataFrame, mode: str) -> list[str]:
+    """'row column' of every cell (and reference) whose mean is not better than the constant's:
+    a model there has learned nothing the training set's mean did not already say."""
+    const = refs[(refs.column == "constant") & (refs.status == "ok")] if len(refs) else refs
+    if not len(const):
+        return []
+    c = float(const["mean"].iloc[0])
+    rows = pd.concat([cells, refs[refs.column != "constant"]], ignore_index=True)
+    rows = rows[rows.status == "ok"]
+    worse = rows["mean"] >= c if mode == "min" else rows["mean"] <= c
+    return [f"{r} {col}".replace("reference ", "") for r, col in zip(rows.row[worse], rows.column[worse])]
+
+
+def reference_text(refs: pd.DataFrame, digits: int = 4) -> str:
+    """'constant 0.0349 (n=3), linear probe 0.0210 (n=3), ...'."""
+    parts = []
+    for _, r in refs.iterrows():
+        value = "failed" if r.status == "failed" else "—" if r.status != "ok" else f"{r['mean']:.{digits}f}"
+        if r.status == "ok" and r.n > 1 and pd.notna(r.ci_high) and r.ci_high > r.ci_low:
+            value += f" ±{(r.ci_high - r.ci_low) / 2:.{digits}f}"
+        parts.append(f"{r.column} {value}" + (f" (n={r.n})" if r.status == "ok" else ""))
+    return ", ".join(parts)
 
 
 def cell_text(r, digits: int = 4) -> str:

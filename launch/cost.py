@@ -24,10 +24,17 @@ def _stream_cost(config_json: str, stream: str) -> tuple[int, int]:
     config = TrialConfig.from_dict(json.loads(config_json))
     with torch.device("meta"):
         net = build_network(config, stream=stream)
-    shape = (*net.backbone.frame_shape[:-2], config.data.size, config.data.size)
+    backbone = getattr(net, "backbone", net)  # a probe's network is the frozen backbone itself
+    shape = (*backbone.frame_shape[:-2], config.data.size, config.data.size)
     x = torch.empty(1, config.data.frames, *shape, device="meta")
     with FlopCounterMode(display=False) as counter:
-        net(x)
+        if config.model.model == "probe":
+            backbone.features(x.flatten(0, 1))
+        elif config.model.model != "constant":
+            net(x)
+    if config.model.model in ("constant", "probe"):  # a read-out fitted in closed form, no SGD
+        return (backbone.feature_dim + 1) * backbone.num_outputs * (config.model.model == "probe"), \
+            counter.get_total_flops()
     return sum(p.numel() for p in net.parameters()), counter.get_total_flops()
 
 
@@ -39,8 +46,9 @@ def estimate(config: TrialConfig) -> dict:
     for stream in config.streams:
         n, fwd = _stream_cost(json.dumps(key.to_dict(), sort_keys=True), stream)
         params += n
+        passes = 1 if config.model.model in ("constant", "probe") else config.epochs(stream)  # 1: features once
         if flops is not None and None not in (d.train_videos, d.test_videos):
-            flops += config.epochs(stream) * fwd * (3 * d.train_videos + d.test_videos)
+            flops += passes * fwd * (3 * d.train_videos + d.test_videos)
         else:
             flops = None  # "every video": unknown until the dataset is read
     return {"parameters": params, "train_tflop": None if flops is None else flops / 1e12,

@@ -29,6 +29,8 @@ class Trial:
     @property
     def label(self) -> str:
         m = self.config.model
+        if m.model in ("constant", "probe", "per-frame"):
+            return {"constant": "constant", "probe": "linear probe", "per-frame": "per-frame CNN"}[m.model]
         if m.model == "traditional":
             size = f"matched={m.hidden_dim}" if m.matched else str(m.hidden_dim)
             return f"{m.cell} traditional h={size} x{m.num_layers}"

@@ -160,12 +160,21 @@ def record(store: Store, trial_id: str, config: dict, meta: dict, status: str, e
     })
 
 
-def ensure_pretrained(config: TrialConfig, log=print) -> None:
-    """Train (or find) the cached mini pre-training once per stream, before trials start."""
-    from prernn.trial import backbone_weights
+def ensure_pretrained(configs: list[TrialConfig], log=print) -> None:
+    """Train (or find) each cached mini pre-training these trials start from, once per
+    recipe and stream, before they start (raises ``PretrainingRefused``)."""
+    import json
 
-    for stream in config.streams:
-        backbone_weights(config, stream, log=log)
+    from prernn.trial import backbone_weights, stream_inputs
+
+    seen = set()
+    for config in configs:
+        for stream in config.streams:
+            recipe = json.dumps([config.backbone.to_dict(), config.task, config.data.source,
+                                 stream_inputs(config, stream)], sort_keys=True)
+            if recipe not in seen:
+                seen.add(recipe)
+                backbone_weights(config, stream, log=log)
 
 
 def set_threads(n: int) -> None:

@@ -121,6 +121,9 @@ class SweepSpec(Section):
     search: SearchConfig | None = setting(None)
 
     def resolve(self):
+        # ``train: {lr: ...}`` in a block is the axis ``train.lr`` (so profiles and --set can
+        # address it as grid.0.train.lr)
+        self._set(grid=[_flat_block(b) for b in self.grid])
         problems = []
         for i, block in enumerate(self.grid):
             for key, value in block.items():
@@ -129,6 +132,16 @@ class SweepSpec(Section):
                 elif isinstance(value, list) and not value:
                     problems.append(Problem(("grid", i, key), "an axis needs at least one value", kind="model"))
         return problems + task_problems(self.task, self.data, self.train)
+
+
+def _flat_block(block: dict) -> dict:
+    out = {}
+    for key, value in block.items():
+        if key in ("train", "data") and isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
 
 
 # ---------------------------------------------------------------- loading

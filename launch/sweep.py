@@ -17,6 +17,7 @@ import argparse
 import fcntl
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -217,6 +218,7 @@ def run(spec, trials, results: Path, backend_cls, args, console: Console) -> int
     from launch.store import Store
 
     store = Store(results, spec.task)
+    created = not store.root.exists()
     store.root.mkdir(parents=True, exist_ok=True)
     lock = open(store.root / ".lock", "w")
     try:
@@ -224,9 +226,13 @@ def run(spec, trials, results: Path, backend_cls, args, console: Console) -> int
     except BlockingIOError:
         print(f"error: another launcher is running this sweep in {results}", file=sys.stderr)
         return 2
-    store.create()
-    store.write_spec(spec)
     if spec.search is not None:
+        from launch import search
+
+        if not pretrained_or_refused(spec, [search.trial_for(spec, {})], store, created, console):
+            return 2
+        store.create()
+        store.write_spec(spec)
         return run_search(spec, store, args, console)
     backend = backend_cls.from_cli(args, spec)
     recorded = store.statuses()
@@ -242,10 +248,10 @@ def run(spec, trials, results: Path, backend_cls, args, console: Console) -> int
     console.print(f"{spec.name} [{spec.profile} profile]: {len(trials)} trials, {skipped} already recorded, "
                   + (f"{len(queued & {t.id for t in trials})} queued, " if queued else "")
                   + f"{len(pending)} to run on {args.backend} -> {results}")
-    if pending and spec.backbone.pretrained == "cache":
-        from launch.runner import ensure_pretrained
-
-        ensure_pretrained(pending[0].config, console.print)
+    if not pretrained_or_refused(spec, pending, store, created, console):
+        return 2
+    store.create()
+    store.write_spec(spec)
     meta = {"sweep": spec.name, "profile": spec.profile, "git_commit": git_commit(), "gpus": spec.resources.gpus}
     jobs = [Job(t.id, t.config.to_dict(), str(store.root), {**meta, "label": t.label}) for t in pending]
     with SweepProgress({t.id: t.label for t in pending}, console) as progress:
@@ -261,6 +267,25 @@ def run(spec, trials, results: Path, backend_cls, args, console: Console) -> int
     return report_outcome(spec, trials, store, console)
 
 
+def pretrained_or_refused(spec, trials, store, created: bool, console: Console) -> bool:
+    """Train (or find) every mini pre-training the trials start from, once, before any trial
+    runs. A pre-training whose features fail its gate is refused: say why, write nothing
+    (a sweep directory this run created is removed) and return False."""
+    if spec.backbone.pretrained != "cache" or not trials:
+        return True
+    from launch.runner import ensure_pretrained
+    from prernn.train.pretrain import PretrainingRefused
+
+    try:
+        ensure_pretrained([t.config for t in trials], console.print)
+    except PretrainingRefused as e:
+        print(f"error: {e}", file=sys.stderr)
+        if created:
+            shutil.rmtree(store.root, ignore_errors=True)
+        return False
+    return True
+
+
 def run_search(spec, store, args, console: Console) -> int:
     from launch import search
 
@@ -268,10 +293,6 @@ def run_search(spec, store, args, console: Console) -> int:
     s = spec.search
     console.print(f"{spec.name} [{spec.profile} profile]: Optuna search, {s.n_trials} trials, {s.sampler} sampler, "
                   f"{s.pruner} pruner, on {args.backend} -> {store.root}")
-    if spec.backbone.pretrained == "cache":
-        from launch.runner import ensure_pretrained
-
-        ensure_pretrained(search.trial_for(spec, {}).config, console.print)
     if args.backend == "local":
         from launch.backends.local import default_workers
 
@@ -301,7 +322,7 @@ def report_outcome(spec, trials, store, console: Console) -> int:
     df = store.trials().to_pandas()
     df = df[df.id.isin(ids)]
     metric = TASKS[spec.task].primary
-    header, rows = summary(df, spec.reference, metric)
+    header, rows, notes = summary(df, spec.reference, metric, TASKS[spec.task].mode)
     title = f"{spec.name}: {metric} [{spec.profile} profile]"
     if spec.reference:
         title += f" — ours | the paper's {spec.reference} (paper: full-size data and models)"
@@ -311,6 +332,8 @@ def report_outcome(spec, trials, store, console: Console) -> int:
     for r in rows:
         table.add_row(*r)
     console.print(table)
+    for note in notes:
+        console.print(note, style="bold red" if note.startswith("WARNING") else None)
     bad = df[~df.status.isin(["completed", "pruned"])]
     for _, r in bad.iterrows():
         console.print(f"{r.status}: {r.id} {r.label}: {r.error}")

@@ -43,21 +43,36 @@ class DataConfig(Section):
     flow_stack: int = setting(10, ge=1, doc="action: flow fields stacked per temporal-stream step")
     seed: int = setting(0, doc="seed of the generated videos")
     augment: bool = setting(False, doc="random scale, shift and flip per training sequence (prernn.data.augment)")
+    validation: int = setting(0, ge=0, before=0, doc="the last training videos held out of training: the "
+                                                      "validation split, carved from the training data")
+    evaluate_on: Literal["test", "validation"] = setting(
+        "test", before="test", doc="where the epoch metrics are measured; validation never reads the test split")
     fail_at_epoch: int | None = setting(None, ge=0, doc="fault injection, for tests")
+
+    def resolve(self):
+        if self.evaluate_on == "validation" and not self.validation:
+            return [Problem(("validation",), "evaluate_on: validation needs validation >= 1 held-out videos",
+                            kind="model")]
+        if self.train_videos is not None and self.validation >= self.train_videos:
+            return [Problem(("validation",), f"must leave training videos: {self.validation} of {self.train_videos} "
+                            "held out", kind="model")]
+        return None
 
 
 @dataclass(frozen=True, kw_only=True)
 class PretrainConfig(Section):
-    """The cached mini pre-training (see prernn.train.pretrain)."""
+    """The cached mini pre-training on a source task (see prernn.train.pretrain)."""
 
-    videos: int = setting(128, ge=1)
-    frames: int = setting(16, ge=1)
-    size: int = setting(48, ge=8)
+    examples: int = setting(8000, ge=1, doc="source-task examples trained on (frames, clips or flow stacks)")
+    validation: int = setting(1000, ge=1, doc="held-out source examples: the validation curve")
+    size: int = setting(48, ge=8, doc="frame side in pixels (the target's)")
     seed: int = setting(777)
-    epochs: int = setting(6, ge=1)
+    epochs: int = setting(8, ge=1)
     batch_size: int = setting(64, ge=1)
-    lr: float = setting(0.01, gt=0)
-    optimizer: Literal["sgd", "adam"] = setting("sgd", doc="adam trains the deep plain mini C3D from scratch; SGD does not")
+    lr: float = setting(0.05, gt=0, doc="peak lr of the one-cycle schedule (sgd), or Adam's lr")
+    optimizer: Literal["sgd", "adam"] = setting("sgd")
+    probe_videos: int = setting(60, ge=4, doc="target-domain videos of the probe gate (3/4 fit, 1/4 scored)")
+    probe_steps: int = setting(8, ge=1, doc="time steps per probe video")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,6 +116,9 @@ PRERNN_ONLY = ("variant", "layers", "input_init", "recurrent_init", "extra_layer
                "conv_kernel")
 TRADITIONAL_ONLY = ("hidden_dim", "num_layers", "match_count")
 MATCH_COUNTS = ("weights+biases", "weights")
+# reference rows (prernn.train.reference): what a model must beat to have learned anything
+REFERENCES = ("constant", "probe", "per-frame")
+PER_FRAME = ("layers", "activation", "conv_kernel")  # the fields a per-frame CNN takes (it has no U to set up)
 
 
 def _candidate(model: dict) -> str | None:
@@ -125,10 +143,16 @@ class ModelConfig(Section):
     with the one it came from. ``match_count`` is how parameter matching counts
     (``weights``: weight matrices and kernels only, the convention under which the
     paper's "Similar" sizes 2740 / 5761 / 5497 come out exactly; ``weights+biases``: all
-    parameters, nearest integer size)."""
+    parameters, nearest integer size).
 
-    model: Literal["prernn", "traditional"] = setting()
-    cell: str = setting(names=_names("cells", "CELLS"))
+    Reference models (ours), in every table beside the paper's rows: ``constant``
+    predicts the training set's mean target or class frequencies; ``probe`` is a
+    linear read-out of the frozen pre-trained features; ``per-frame`` is the
+    fine-tuned CNN without recurrence - a PreVRNN of all transformable layers whose
+    U stays zero, i.e. the pre-trained network run frame by frame. They take no cell."""
+
+    model: Literal["prernn", "traditional", "per-frame", "constant", "probe"] = setting()
+    cell: str | None = setting(None, names=_names("cells", "CELLS"))
     # PreRNN
     variant: str | None = setting(None, names=_names("cells", "VARIANTS"))
     layers: list[str] | None = setting(None, doc="transformed layers; null: all the backbone's")
@@ -151,6 +175,16 @@ class ModelConfig(Section):
 
         if isinstance(self.layers, str):  # a single layer name reads as a list of one
             self._set(layers=[self.layers])
+        if self.model in REFERENCES:
+            allowed = PER_FRAME if self.model == "per-frame" else ()
+            wrong = [f for f in ("cell", *PRERNN_ONLY, *TRADITIONAL_ONLY) if f not in allowed
+                     and getattr(self, f) is not None]
+            if wrong:
+                return [Problem((), f"{', '.join(wrong)} do not apply to the reference model {self.model!r}",
+                                kind="model")]
+            return None
+        if self.cell is None:
+            return [Problem(("cell",), f"a {self.model} model needs a cell", kind="model")]
         other = TRADITIONAL_ONLY if self.model == "prernn" else PRERNN_ONLY
         wrong = [f for f in other if getattr(self, f) is not None]
         if wrong:
@@ -199,7 +233,7 @@ def resolve_model(model: ModelConfig, backbone: str, num_outputs: int) -> ModelC
     from .params import match_hidden_dim
 
     b = _meta_backbone(backbone, num_outputs)
-    if model.model == "prernn":
+    if model.model in ("prernn", "per-frame"):
         try:
             layers = list(resolve_layers(b, model.layers))
         except (KeyError, ValueError) as e:

@@ -6,6 +6,13 @@ stem runs once over all B*T frames.
 
 Both *consume* the backbone: a PreRNN network's shared gates are the backbone's
 own layers (same Parameters), and ``random`` input init re-initialises them in place.
+
+Dropout (ours; the paper is silent): the pre-trained network's dropout follows fc6
+and fc7, and every network keeps it there except where the head would read it: the
+head always reads an undropped representation. A PreRNN (or per-frame) network's
+last layer feeds its head undropped; a traditional network's fc7 feeds its RNN
+through dropout, and the RNN feeds the head undropped; with random recurrent layers
+on top (Table 2), fc7's dropout stays and the last of them feeds the head.
 """
 
 from __future__ import annotations
@@ -46,16 +53,29 @@ class PreRNNNetwork(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         B, T = x.shape[:2]
         h = self.backbone.stem(x.flatten(0, 1))  # (B*T, ...) one batched pass over all frames
+        last = self.backbone.layer_names[-1]
         for name in self.backbone.layer_names:
             if name in self.recurrent:  # φ is inside the recurrence
                 h = self.recurrent[name](h.unflatten(0, (B, T))).flatten(0, 1)
-                h = self.backbone.after[name](h)
             else:
-                h = self.backbone.apply_layer(name, h)
+                h = self.backbone.act(self.backbone.layers[name](h))
+            after = self.backbone.after[name]
+            h = without_dropout(after, h) if name == last and self.extra is None else after(h)
         h = h.unflatten(0, (B, T))  # (B, T, feature_dim)
         if self.extra is not None:
             h, _ = self.extra(h)
         return self.backbone.head(h)  # (B, T, num_outputs)
+
+
+def without_dropout(module: nn.Module, h: Tensor) -> Tensor:
+    """``module(h)`` with its dropout left out (what follows a layer that feeds the head)."""
+    if isinstance(module, nn.Dropout):
+        return h
+    if isinstance(module, nn.Sequential):
+        for m in module:
+            h = without_dropout(m, h)
+        return h
+    return module(h)
 
 
 class TraditionalNetwork(nn.Module):

@@ -33,6 +33,7 @@ from .train.device import Placement
 from .train.features import Frozen, cached_features
 from .train.loop import Diverged, evaluate_predictions, predict, train_epoch
 from .train.pretrain import cached_pretrained, stream_backbone
+from .train.reference import run_reference
 from .train.recipes import SCHEDULES, make_optimizer, step_schedule
 
 __all__ = ["Diverged", "build_network", "run_trial"]
@@ -78,15 +79,42 @@ def build_network(cfg: TrialConfig | dict, pretrained=False, stream: str = "spat
                                 **stream_backbone(stream, cfg.data.flow_stack))
     if m.model == "traditional":
         return make_traditional(backbone, m.cell, m.hidden_dim, m.num_layers)
+    if m.model in ("constant", "probe"):
+        return backbone  # a probe reads the frozen backbone's features; a constant reads nothing
+    if m.model == "per-frame":  # the pre-trained network frame by frame: a PreVRNN whose U stays zero
+        net = make_recurrent(backbone, layers=m.layers, cell="vrnn", activation=m.activation,
+                             recurrent_init="zeros", recurrent_kernel_size=m.conv_kernel or 1)
+        for layer in net.recurrent.values():
+            layer.weight_hh.requires_grad_(False)
+        return net
     return make_recurrent(backbone, layers=m.layers, cell=m.cell, variant=m.variant, input_init=m.input_init,
                           recurrent_init=m.recurrent_init, extra_layers=m.extra_layers, activation=m.activation,
                           shared_gate=m.shared_gate, recurrent_kernel_size=m.conv_kernel or 1)
 
 
+# set (e.g. by scripts/select_lr.py) where the test split must not be read: reading it raises
+NO_TEST_SPLIT = "PRERNN_NO_TEST_SPLIT"
+
+
 def load_split(cfg: TrialConfig, split: str):
+    """The trial's ``train`` split (without the held-out validation videos) or the split it is
+    evaluated on (``test``, or with ``data.evaluate_on: validation`` those held-out videos)."""
     d = cfg.data
-    return SOURCES[d.source](split, videos=getattr(d, f"{split}_videos"), frames=d.frames, size=d.size,
-                             seed=d.seed, root=d.root, clip_frames=d.clip_frames, flow_stack=d.flow_stack)
+
+    def source(name: str):
+        if name == "test" and os.environ.get(NO_TEST_SPLIT):
+            raise RuntimeError(f"the test split may not be read here (${NO_TEST_SPLIT} is set): evaluate "
+                               "on data.evaluate_on: validation")
+        return SOURCES[d.source](name, videos=getattr(d, f"{name}_videos"), frames=d.frames, size=d.size,
+                                 seed=d.seed, root=d.root, clip_frames=d.clip_frames, flow_stack=d.flow_stack)
+
+    if split == "test" and d.evaluate_on == "test":
+        return source("test")
+    train = source("train")
+    keep = len(train) - d.validation
+    if keep < 1:
+        raise ValueError(f"data.validation: {d.validation} held out of {len(train)} training videos leaves none")
+    return train.subset(range(keep)) if split == "train" else train.subset(range(keep, len(train)))
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -165,6 +193,28 @@ def attach_data(cfg: TrialConfig, streams: list[Stream], place: Placement, log=p
         s.net.backbone.stem = torch.nn.Identity()
 
 
+def reference_streams(cfg: TrialConfig, place: Placement, log=print) -> dict:
+    """For a reference trial: each stream's frozen pre-trained backbone (a probe's) and splits."""
+    split = functools.cache(lambda name: load_split(cfg, name))
+    out = {}
+    for name in cfg.streams:
+        backbone = None
+        if cfg.model.model == "probe":
+            backbone = build_network(cfg, backbone_weights(cfg, name, log, place), name).requires_grad_(False)
+        out[name] = (backbone, split("train").stream(name), split("test").stream(name))
+    return out
+
+
+@torch.no_grad()
+def start_at_the_mean(net: torch.nn.Module, targets: torch.Tensor) -> None:
+    """A regression head starts out predicting the training set's mean target (ours; every
+    network alike): the mean landmark shape, from which the features then move it. With
+    torch's default head the first epochs only learn where the face is on average."""
+    head = net.backbone.head
+    head.bias.copy_(targets.float().mean((0, 1)).to(head.bias.device))
+    head.weight.mul_(0.1)
+
+
 def total_epochs(cfg: TrialConfig | dict) -> int:
     return _typed(cfg).total_epochs
 
@@ -183,9 +233,17 @@ def run_trial(cfg: TrialConfig | dict, run_dir: str | Path, on_epoch: Callable[[
     run_dir.mkdir(parents=True, exist_ok=True)
     task, t = TASKS[cfg.task], cfg.train
     torch.manual_seed(cfg.seed)
+    if cfg.model.model in ("constant", "probe"):  # reference rows: fitted in closed form, no epochs
+        result = run_reference(cfg, reference_streams(cfg, place, log), place, log)
+        if on_epoch:
+            on_epoch(result["history"][0], result["history"])
+        return {**result, "device": place.name, "gpu": place.gpu}
     streams = make_streams(cfg, place, log)
     parameters = sum(p.numel() for s in streams for p in s.net.parameters())
     attach_data(cfg, streams, place, log)
+    if task.landmarks:
+        for s in streams:
+            start_at_the_mean(s.net, s.train.targets)
     history: list[dict] = []
     ckpt = run_dir / CHECKPOINT
     if ckpt.is_file():
@@ -217,7 +275,7 @@ def run_trial(cfg: TrialConfig | dict, run_dir: str | Path, on_epoch: Callable[[
                                       s.scaler))
         for s in streams:
             if s in active or s.name not in preds:
-                preds[s.name] = predict(s.net, s.test, task, t.batch_size, place)
+                preds[s.name] = predict(s.net, s.test, task, 4 * t.batch_size, place)  # no gradients: bigger batches
         metrics = evaluate_predictions(task, preds, streams[0].test.targets)
         lr = streams[0].lr
         for s, loss in zip(active, losses):

@@ -21,15 +21,13 @@ def pretraining_file():
     """Where the trimmed Table 1's mini VGG pre-training is cached."""
     from launch.expand import expand
     from launch.spec import load_spec
-    from prernn.train.pretrain import cache_dir
 
     spec = load_spec(ROOT / "sweeps/table1.yaml", overrides=TRIM)
     cfg = expand(spec)[0].config
     b = cfg.backbone
-    from prernn.train.pretrain import recipe_key
+    from prernn.train.pretrain import pretrained_path
 
-    key = recipe_key(b.name, cfg.task, cfg.data.source, b.pretrain.to_dict(), {"stream": "spatial"})
-    return cache_dir() / "pretrained" / f"{b.name}-{cfg.task}-spatial-{key}.pt"
+    return pretrained_path(b.name, cfg.task, cfg.data.source, b.pretrain.to_dict(), "spatial")
 
 
 @pytest.fixture(scope="module")

@@ -35,18 +35,21 @@ def vgg16(pretrained=False, num_outputs: int = 136) -> Backbone:
 
 
 class MiniVGG(nn.Module):
-    """Three conv blocks (any frame size; 3 x 48 x 48 nominal), 2 x 2 pooling; fc6 256 -> 128, fc7 128 -> 128."""
+    """VGG16's topology at CPU scale: three conv blocks (16, 32, 64 channels, each conv 3 x 3
+    and a 2 x 2 max pool), then, as in VGG16, fc6 reads the whole flattened conv map -
+    6 x 6 x 64 = 2304 -> 128 at the nominal 48 x 48 (the adaptive pool only adapts other
+    frame sizes to 6 x 6, as VGG16's does to 7 x 7) - and fc7 128 -> 128."""
 
-    def __init__(self, num_classes: int = 10, width: int = 16, fc: int = 128):
+    def __init__(self, num_classes: int = 10, width: int = 16, fc: int = 128, grid: int = 6):
         super().__init__()
         layers, c_in = [], 3
         for c_out in (width, 2 * width, 4 * width):
             layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
             c_in = c_out
         self.features = nn.Sequential(*layers)
-        self.avgpool = nn.AdaptiveAvgPool2d((2, 2))
+        self.avgpool = nn.AdaptiveAvgPool2d((grid, grid))
         self.classifier = nn.Sequential(
-            nn.Linear(c_in * 4, fc), nn.ReLU(inplace=True), nn.Dropout(),
+            nn.Linear(c_in * grid * grid, fc), nn.ReLU(inplace=True), nn.Dropout(),
             nn.Linear(fc, fc), nn.ReLU(inplace=True), nn.Dropout(),
             nn.Linear(fc, num_classes),
         )

@@ -17,6 +17,7 @@ never has to fit in memory. ``to_input`` turns frames into the network's input.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -49,6 +50,10 @@ class LazyFrames:
             raise ValueError(f"item {i}: loader returned {x.dtype} {tuple(x.shape)}, expected uint8 {self.item_shape}")
         return x
 
+    def subset(self, indices: range) -> "LazyFrames":
+        """The items at ``indices``, still loaded only when read."""
+        return LazyFrames(len(indices), self.item_shape, lambda i: self.load(indices[i]))
+
     def __getitem__(self, idx) -> Tensor:
         if isinstance(idx, int):
             return self._item(range(self.n)[idx])
@@ -69,6 +74,12 @@ class Split:
     def __len__(self) -> int:
         return self.frames.shape[0]
 
+    def subset(self, indices: range) -> "Split":
+        """The videos at ``indices`` (e.g. the validation videos carved out of a training split)."""
+        take = lambda x: None if x is None else (x.subset(indices) if isinstance(x, LazyFrames)  # noqa: E731
+                                                 else x[indices.start:indices.stop])
+        return Split(take(self.frames), take(self.targets), take(self.flow))
+
     def stream(self, name: str) -> "Split":
         """The single-stream view a network trains on: ``spatial`` (RGB frames) or ``temporal`` (flow)."""
         if name == "temporal":
@@ -79,6 +90,19 @@ class Split:
 
 
 SOURCES: Registry[Callable[..., Split]] = Registry("data source")
+
+
+def code_digest(*paths: Path) -> str:
+    """A digest of the Python files under ``paths`` (files or packages): part of a cache key, so
+    that data (features, pre-trained weights) made by changed code is never read as if the
+    old code had made it. Default: this package, the code that makes every dataset."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for root in paths or (Path(__file__).parent,):
+        for path in sorted(root.rglob("*.py")) if root.is_dir() else [root]:
+            h.update(path.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def to_input(frames: Tensor, channels: int = 3) -> Tensor:

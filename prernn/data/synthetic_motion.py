@@ -28,6 +28,11 @@ MOTIONS = ("walk", "jump", "circle", "wave", "approach")
 SHAPES = ("disc", "square")
 ACTIONS = tuple(f"{m}_{s}" for s in SHAPES for m in MOTIONS)
 FLOW_ZERO, FLOW_SCALE = 128, 16.0
+DIAGONALS = {"up_right": (1, -1), "up_left": (-1, -1), "down_right": (1, 1), "down_left": (-1, 1)}
+# pre-training sources (the mini profiles' Sports-1M and ImageNet, ours): other shapes, more classes
+SOURCE_MOTIONS = ("right", "left", "up", "down", *DIAGONALS, "circle_cw", "circle_ccw", "push", "pull", "shake_x",
+                  "shake_y", "jump", "still")
+SOURCE_SHAPES = ("disc", "square", "triangle", "diamond", "cross", "ring", "bar")
 
 
 def _texture(rng: np.random.Generator, h: int, w: int, smooth: int = 4) -> np.ndarray:
@@ -60,6 +65,11 @@ def _path(kind: str, s: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarra
         axis = 1 if kind == "shake_y" else 0
         p = np.tile(c, (len(s), 1))
         p[:, axis] += 0.4 * a * np.sin(2 * np.pi * rng.uniform(1.5, 2.5) * s + rng.uniform(0, 2 * np.pi))
+    elif kind in DIAGONALS:
+        d = np.array(DIAGONALS[kind]) / np.sqrt(2)
+        p = c + np.outer(s - 0.5, d) * a * 1.4
+    elif kind == "still":
+        p = np.tile(c, (len(s), 1)) + rng.normal(0, 0.005, (len(s), 2))
     elif kind == "jump":
         p = np.tile(c, (len(s), 1))
         p[:, 1] += 0.25 - 0.5 * a * np.abs(np.sin(2 * np.pi * rng.uniform(1.0, 1.5) * s))
@@ -142,3 +152,76 @@ def action_videos(videos: int, steps: int, flow_stack: int, size: int, seed: int
             stack = fields[t * gap:t * gap + flow_stack].reshape(2 * flow_stack, size, size)
             flow[v, t] = np.clip(np.round(FLOW_ZERO + FLOW_SCALE * stack), 0, 255).astype(np.uint8)
     return rgb, flow, labels.astype(np.int64)
+
+
+def shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
+    """Pixels of ``shape`` of radius ``r`` centred where (dx, dy) = 0."""
+    ax, ay = np.abs(dx), np.abs(dy)
+    return {"disc": dx ** 2 + dy ** 2 <= r ** 2,
+            "square": np.maximum(ax, ay) <= 0.85 * r,
+            "triangle": (dy <= 0.7 * r) & (dy >= -r + 2 * ax),
+            "diamond": ax + ay <= r,
+            "cross": ((ax <= 0.3 * r) & (ay <= r)) | ((ay <= 0.3 * r) & (ax <= r)),
+            "ring": (dx ** 2 + dy ** 2 <= r ** 2) & (dx ** 2 + dy ** 2 >= (0.55 * r) ** 2),
+            "bar": (ax <= r) & (ay <= 0.35 * r)}[shape]
+
+
+def motion_clips(n: int, clip_frames: int, size: int, seed: int):
+    """Pre-training source for the gesture task: single grey clips of one of the
+    ``SOURCE_SHAPES`` moving along one of the ``SOURCE_MOTIONS`` (the label), over a
+    textured background. uint8 (n, 1, clip_frames, size, size), int64 (n,)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    clips = np.empty((n, 1, clip_frames, size, size), np.uint8)
+    labels = rng.integers(len(SOURCE_MOTIONS), size=n)
+    for i in range(n):
+        centre, scale = _path(SOURCE_MOTIONS[labels[i]], _progress(clip_frames, rng), rng)
+        shape = SOURCE_SHAPES[rng.integers(len(SOURCE_SHAPES))]
+        bg = 0.2 + 0.3 * _texture(rng, size, size)
+        bright, r = rng.uniform(0.7, 1.0), rng.uniform(0.1, 0.15) * scale
+        for t in range(clip_frames):
+            mask = shape_mask(shape, xx - centre[t, 0], yy - centre[t, 1], r[t])
+            frame = np.where(mask, bright, bg) + rng.normal(0, 0.04, (size, size))
+            clips[i, 0, t] = np.clip(frame * 255, 0, 255).astype(np.uint8)
+    return clips, labels.astype(np.int64)
+
+
+def shape_frames(n: int, size: int, seed: int):
+    """Pre-training source for the action task's spatial stream: single RGB frames of one
+    of the ``SOURCE_SHAPES``, small or large (the label: 14 classes), in a random colour
+    over a tinted texture. uint8 (n, 3, size, size), int64 (n,)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    out = np.empty((n, 3, size, size), np.uint8)
+    labels = rng.integers(2 * len(SOURCE_SHAPES), size=n)
+    for i in range(n):
+        shape, large = SOURCE_SHAPES[labels[i] // 2], labels[i] % 2
+        r = size * (rng.uniform(0.16, 0.22) if large else rng.uniform(0.08, 0.12))
+        c = rng.uniform(0.3, 0.7, 2) * size
+        bg = _texture(rng, size, size, smooth=6)[None] * rng.uniform(0.2, 0.8, 3)[:, None, None]
+        img = np.where(shape_mask(shape, xx - c[0], yy - c[1], r)[None], rng.uniform(0.3, 1.0, 3)[:, None, None], bg)
+        out[i] = np.clip((img + rng.normal(0, 0.03, img.shape)) * 255, 0, 255).astype(np.uint8)
+    return out, labels.astype(np.int64)
+
+
+def motion_flows(n: int, flow_stack: int, size: int, seed: int):
+    """Pre-training source for the action task's temporal stream: exact flow stacks of a
+    random shape moving along one of the ``SOURCE_MOTIONS`` (the label) while the camera
+    pans. uint8 (n, 2 * flow_stack, size, size), int64 (n,)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    out = np.empty((n, 2 * flow_stack, size, size), np.uint8)
+    labels = rng.integers(len(SOURCE_MOTIONS), size=n)
+    for i in range(n):
+        centre, scale = _path(SOURCE_MOTIONS[labels[i]], _progress(flow_stack + 1, rng), rng)
+        centre, radius = centre * size, rng.uniform(0.1, 0.15) * size * scale
+        shape, pan = SOURCE_SHAPES[rng.integers(len(SOURCE_SHAPES))], rng.integers(-1, 2, size=2)
+        fields = []
+        for k in range(flow_stack):
+            dx, dy = xx - centre[k, 0], yy - centre[k, 1]
+            mask, ratio = shape_mask(shape, dx, dy, radius[k]), radius[k + 1] / radius[k]
+            fields.append([np.where(mask, centre[k + 1, 0] + dx * ratio - xx, -pan[0]),
+                           np.where(mask, centre[k + 1, 1] + dy * ratio - yy, -pan[1])])
+        stack = np.asarray(fields).reshape(2 * flow_stack, size, size)
+        out[i] = np.clip(np.round(FLOW_ZERO + FLOW_SCALE * stack), 0, 255).astype(np.uint8)
+    return out, labels.astype(np.int64)

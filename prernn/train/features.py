@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..data import Split, to_input
+from ..data import Split, code_digest, to_input
 from .device import Placement
 from .loop import CPU
 from .pretrain import cache_dir
@@ -67,8 +67,8 @@ def cached_features(stem: nn.Module, load: Callable[[], Split], channels: int, k
     """The split ``load()`` would give with its frames replaced by the stem's features: from the
     cache (the data are then not read at all) or computed once on ``place`` and stored with the
     targets. The device type is part of the key: a GPU rounds differently from the CPU."""
-    blob = json.dumps({**key, "stem": weights_digest(stem), **({"device": "cuda"} if place.cuda else {})},
-                      sort_keys=True)
+    blob = json.dumps({**key, "stem": weights_digest(stem), "code": code_digest(),
+                       **({"device": "cuda"} if place.cuda else {})}, sort_keys=True)
     path = cache_dir() / "features" / f"{hashlib.sha256(blob.encode()).hexdigest()[:20]}.pt"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
