@@ -57,6 +57,7 @@ def curves_data(epochs: pd.DataFrame, trials: pd.DataFrame, metric: str) -> list
     labels = trials.set_index("id").label.to_dict() if len(trials) else {}
     out = []
     for tid, g in epochs.sort_values("epoch").groupby("id", sort=True):
+        g = g[g[metric].notna()]  # epochs between evaluations (train.eval_every) have no metric
         out.append({"id": tid, "label": labels.get(tid, tid), "epoch": g.epoch.tolist(), "y": g[metric].tolist(),
                     "train_loss": g.train_loss.tolist()})
     return sorted(out, key=lambda c: c["label"])

@@ -1,31 +1,126 @@
-"""The end-of-run summary: the paper's table layout (``analysis.tables``) as rows of text,
-or a per-trial listing for sweeps without a paper table."""
+"""The end-of-run summary, readable in an 80-column terminal.
+
+1. The claims (``analysis.claims``): the paper's about its table and the spec's own,
+   each with our improvement (positive: as claimed) and its 95% interval, n seeds and
+   the verdict.
+2. The paper's layout, turned so that it fits: one line per column of the paper's table
+   (a hidden size, a variant), one column per cell type, each ``ours ±half | paper``
+   (ours: the mean over seeds and the 95% half-interval). On the paper profile the
+   difference to the paper is meaningful and shown; on a miniature it is not (another
+   scale), and the rank agreement with the paper's ordering is shown instead (Kendall's
+   tau per cell type).
+3. The reference rows, and a warning naming every model that does not beat the constant.
+Sweeps without a paper table get a per-trial listing instead of 2.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import pandas as pd
+from scipy import stats as scistats
 
-from .tables import LAYOUTS, not_beating_constant, reference_text, references, table, wide
+from . import claims as claimlib
+from .tables import LAYOUTS, not_beating_constant, reference_text, references, table
 
 
-def summary(trials: pd.DataFrame, reference_table: str | None, metric: str,
-            mode: str = "min") -> tuple[list[str], list[list[str]], list[str]]:
-    """(header, rows, notes): ours | the paper's per cell, or trial / status / metric per trial;
-    notes: the reference rows, and a warning naming every model that does not beat the constant."""
-    refs = references(trials, metric)
-    notes = [f"reference rows: {reference_text(refs)}"] if len(refs) else []
-    if reference_table in LAYOUTS and len(trials):
-        long = table(trials, reference_table, metric)
-        w = wide(long)
-        header = ["cell"] + [f"{c} | paper" for c in w.columns]
-        rows = [[row, *values] for row, values in zip(w.index, w.fillna("—").values.tolist())]
+@dataclass
+class Summary:
+    title: str
+    claims: pd.DataFrame | None = None
+    layout: pd.DataFrame | None = None  # rows of text: column, then one per cell type
+    layout_header: list[str] = field(default_factory=list)
+    listing: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def short(x: float, digits: int = 4) -> str:
+    """'.0123' / '-.0123' / '12.3': fewer characters for small metrics."""
+    text = f"{x:.{digits}f}"
+    return text.replace("0.", ".", 1) if abs(x) < 1 else text
+
+
+def interval(r, digits: int = 4) -> str:
+    if pd.isna(r.get("improvement")):
+        return "—"
+    sign = lambda v: ("+" if v >= 0 else "-") + short(abs(v), digits)  # noqa: E731
+    return f"{sign(r.improvement)} [{sign(r.t_low)},{sign(r.t_high)}]"
+
+
+def verdict_text(r) -> str:
+    if r.verdict == "inconclusive" and pd.notna(r.get("seeds_needed")):
+        return f"inconclusive ~{int(r.seeds_needed)}"  # seeds that would resolve the observed effect
+    if r.verdict == "inconclusive" and r.get("why"):
+        return "inconclusive (n<2)"
+    return r.verdict
+
+
+def summarize(trials: pd.DataFrame, spec, metric: str, mode: str) -> Summary:
+    paper_profile = spec.profile == "paper"
+    out = Summary(f"{spec.name} [{spec.profile} profile]: {metric}, "
+                  f"{'lower' if mode == 'min' else 'higher'} is better")
+    tested = []
+    if spec.reference in LAYOUTS and len(trials):
+        long = table(trials, spec.reference, metric)
+        tested.append(claimlib.table_claims(trials, spec.reference, metric, mode))
+        out.layout_header, out.layout = _layout(long, paper_profile)
+        if not paper_profile:
+            out.notes.append("rank agreement with the paper's ordering (Kendall's tau; +1 the same order): "
+                             + _rank_agreement(long, mode))
     else:
         long = pd.DataFrame(columns=["row", "column", "mean", "status"])
-        rows = [[r.label, r.status, "—" if pd.isna(r[metric]) else f"{r[metric]:.4f}"]
-                for _, r in trials.sort_values("label").iterrows()]
-        header = ["trial", "status", metric]
+        out.listing = trials.sort_values(["label", "seed"])[["label", "seed", "status", metric]]
+    own = claimlib.spec_claims(spec)
+    if own and len(trials):
+        tested.append(claimlib.test(own, trials, metric, mode))
+    if tested:
+        out.claims = pd.concat(tested, ignore_index=True)
+    refs = references(trials, metric)
+    if len(refs):
+        out.notes.append(f"reference rows: {reference_text(refs)}")
     worse = not_beating_constant(long, refs, mode)
     if worse:
-        notes.append(f"WARNING: {len(worse)} model(s) do not beat the constant predictor - they learned nothing the "
-                     f"training set's mean did not already say: {', '.join(worse)}")
-    return header, rows, notes
+        out.notes.append(f"WARNING: {len(worse)} model(s) do not beat the constant predictor - they learned nothing "
+                         f"the training set's mean did not already say: {', '.join(worse)}")
+    return out
+
+
+def _layout(long: pd.DataFrame, paper_profile: bool) -> tuple[list[str], pd.DataFrame]:
+    rows = list(dict.fromkeys(long.row))
+    lines = []
+    for column in dict.fromkeys(long.column):
+        line = [column.replace(" (paper ", " (")]  # 'h=8 (256)': ours, then the paper's size
+        for row in rows:
+            r = long[(long.row == row) & (long.column == column)].iloc[0]
+            line.append(_cell(r, paper_profile))
+        lines.append(line)
+    n = sorted(set(long.n[long.status == "ok"]))
+    header = [f"n={n[0]} seeds" if len(n) == 1 else "", *rows]
+    return header, pd.DataFrame(lines, columns=header)
+
+
+def _cell(r, paper_profile: bool) -> str:
+    if r.status == "n/a":
+        return "n/a"
+    # ours (mean ±95% half-interval over seeds) | the paper's value (difference on the paper profile)
+    if r.status != "ok":
+        ours = "failed" if r.status == "failed" else "—"
+    else:
+        ours = short(r["mean"])
+        if r.n > 1 and pd.notna(r.ci_high):
+            ours += f" ±{short((r.ci_high - r.ci_low) / 2)}"
+    paper = f" | {short(r.paper)}" if pd.notna(r.paper) else ""
+    diff = f" ({'+' if r['diff'] >= 0 else '-'}{short(abs(r['diff']))})" if paper_profile and pd.notna(r["diff"]) else ""
+    return ours + paper + diff
+
+
+def _rank_agreement(long: pd.DataFrame, mode: str) -> str:
+    parts = []
+    for row, g in long.groupby("row", sort=False):
+        g = g[(g.status == "ok") & g.paper.notna()]
+        if len(g) < 3:
+            parts.append(f"{row} —")
+            continue
+        tau = scistats.kendalltau(g["mean"], g.paper).statistic
+        parts.append(f"{row} {tau:+.2f}")
+    return ", ".join(parts)

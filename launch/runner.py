@@ -91,7 +91,7 @@ def execute(trial_id: str, config: dict, store_root: str, meta: dict, report=Non
         history[:] = rows
         store.write_epochs(trial_id, rows)
         log(f"epoch {row['epoch']}: " + ", ".join(f"{k}={v:.5g}" for k, v in row.items() if k != "epoch"))
-        if report:
+        if report and all(v == v for v in row.values() if isinstance(v, float)):  # epochs that were evaluated
             report(row)
 
     started, t0, c0 = datetime.now(timezone.utc), time.monotonic(), time.process_time()

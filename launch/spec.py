@@ -101,6 +101,21 @@ class SearchConfig(Section):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ClaimSpec(Section):
+    """A directed comparison the sweep exists to decide: the trials matching ``better`` have a
+    better metric than those matching ``worse`` (selectors: grid-axis values, e.g.
+    ``{model: prernn, cell: lstm}``)."""
+
+    name: str | None = setting(None, doc="what is claimed, in words")
+    better: dict[str, Any] = setting(min_len=1)
+    worse: dict[str, Any] = setting(min_len=1)
+
+    def resolve(self):
+        return [Problem((side, k), unknown_key(k, AXES), k, "unknown")
+                for side in ("better", "worse") for k in getattr(self, side) if k not in AXES]
+
+
+@dataclass(frozen=True, kw_only=True)
 class SweepSpec(Section):
     """A sweep: the trials' shared sections, the grid of what varies, and where they run."""
 
@@ -119,6 +134,7 @@ class SweepSpec(Section):
     resources: Resources = setting(factory=Resources)
     slurm: SlurmConfig = setting(factory=SlurmConfig)
     search: SearchConfig | None = setting(None)
+    claims: list[ClaimSpec] = setting(factory=list, doc="comparisons to test (analysis.claims)")
 
     def resolve(self):
         # ``train: {lr: ...}`` in a block is the axis ``train.lr`` (so profiles and --set can

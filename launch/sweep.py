@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "run"
     args = build_parser(command).parse_args(argv)  # exits 2 on bad usage
-    console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 160)
+    console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 80)
     try:
         from launch.expand import expand
         from launch.spec import load_spec
@@ -315,25 +315,13 @@ def run_search(spec, store, args, console: Console) -> int:
 
 
 def report_outcome(spec, trials, store, console: Console) -> int:
-    from analysis.summary import summary
     from prernn.tasks import TASKS
 
     ids = {t.id for t in trials}
     df = store.trials().to_pandas()
     df = df[df.id.isin(ids)]
-    metric = TASKS[spec.task].primary
-    header, rows, notes = summary(df, spec.reference, metric, TASKS[spec.task].mode)
-    title = f"{spec.name}: {metric} [{spec.profile} profile]"
-    if spec.reference:
-        title += f" — ours | the paper's {spec.reference} (paper: full-size data and models)"
-    table = Table(title=title)
-    for h in header:
-        table.add_column(h)
-    for r in rows:
-        table.add_row(*r)
-    console.print(table)
-    for note in notes:
-        console.print(note, style="bold red" if note.startswith("WARNING") else None)
+    task = TASKS[spec.task]
+    print_summary(spec, df, task.primary, task.mode, console)
     bad = df[~df.status.isin(["completed", "pruned"])]
     for _, r in bad.iterrows():
         console.print(f"{r.status}: {r.id} {r.label}: {r.error}")
@@ -341,6 +329,43 @@ def report_outcome(spec, trials, store, console: Console) -> int:
     console.print(f"{(df.status == 'completed').sum()} completed, {len(bad)} failed or diverged"
                   + (f", {missing} not run" if missing else "") + f"; results in {store.root}")
     return 0 if len(bad) == 0 and missing == 0 else 1
+
+
+def print_summary(spec, df, metric: str, mode: str, console: Console) -> None:
+    """The claims, the paper's layout and the reference rows (analysis.summary), in 80 columns."""
+    import pandas as pd
+    from rich import box
+
+    from analysis.summary import interval, summarize, verdict_text
+
+    s = summarize(df, spec, metric, mode)
+    console.print(s.title)
+    if s.claims is not None and len(s.claims):
+        t = Table(title="claims (> : beats; improvement + as claimed, 95% t interval; Holm within a table)",
+                  box=box.SIMPLE,
+                  title_justify="left", pad_edge=False)
+        for col, justify in (("claim", "left"), ("improvement", "right"), ("n", "right"), ("verdict", "left")):
+            t.add_column(col, justify=justify, overflow="fold")
+        for _, r in s.claims.iterrows():
+            t.add_row(r.claim, interval(r), str(int(r.n)), verdict_text(r))
+        console.print(t)
+    if s.layout is not None:
+        t = Table(title=f"the paper's {spec.reference}: ours ±95% | the paper's" + (" (ours - paper)" if spec.profile
+                  == "paper" else ""), box=box.SIMPLE, title_justify="left", pad_edge=False, collapse_padding=True)
+        for i, col in enumerate(s.layout_header):  # each cell on one line: 78 columns for Table 1
+            t.add_column(col, justify="left" if i == 0 else "right", no_wrap=True)
+        for line in s.layout.values.tolist():
+            t.add_row(*line)
+        console.print(t)
+    if s.listing is not None:
+        t = Table(box=box.SIMPLE, pad_edge=False)
+        for col in s.listing.columns:
+            t.add_column(str(col))
+        for _, r in s.listing.iterrows():
+            t.add_row(str(r.label), str(r.seed), str(r.status), "—" if pd.isna(r[metric]) else f"{r[metric]:.4f}")
+        console.print(t)
+    for note in s.notes:
+        console.print(note, style="bold red" if note.startswith("WARNING") else None)
 
 
 def status(spec, trials, results: Path, lost_after: float, console: Console) -> int:

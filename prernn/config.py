@@ -104,6 +104,8 @@ class TrainConfig(Section):
     gamma: float = setting(0.5, gt=0, doc="the lr factor of step, every and plateau")
     min_lr: float = setting(0, ge=0, doc="stop once the lr has fallen to this (0: never)")
     freeze_backbone: bool = setting(False, doc="the conv part stays as pre-trained; its features are computed once")
+    eval_every: int = setting(1, ge=1, before=1, doc="epochs between evaluations (and always after the last); "
+                                                       "epochs between have NaN metrics")
     temporal_lr: float | None = setting(None, gt=0, doc="two-stream tasks: the temporal stream's lr (default: lr)")
     temporal_epochs: int | None = setting(None, ge=1, doc="two-stream tasks: the temporal stream's epochs")
     device: Literal["auto", "cpu", "cuda"] = setting(

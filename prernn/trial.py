@@ -17,6 +17,7 @@ report the fused metrics.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -193,6 +194,20 @@ def attach_data(cfg: TrialConfig, streams: list[Stream], place: Placement, log=p
         s.net.backbone.stem = torch.nn.Identity()
 
 
+def evaluate(streams: list[Stream], changed: list[Stream], preds: dict, task, batch_size: int,
+             place: Placement) -> dict:
+    """The task's metrics on the evaluation split; only streams that trained since are re-run."""
+    for s in streams:
+        if s in changed or s.name not in preds:
+            preds[s.name] = predict(s.net, s.test, task, 4 * batch_size, place)  # no gradients: bigger batches
+    return evaluate_predictions(task, preds, streams[0].test.targets)
+
+
+def unmeasured(task) -> dict:
+    """The metrics of an epoch without an evaluation (``train.eval_every``): NaN."""
+    return {m: math.nan for m in task.metric_names}
+
+
 def reference_streams(cfg: TrialConfig, place: Placement, log=print) -> dict:
     """For a reference trial: each stream's frozen pre-trained backbone (a probe's) and splits."""
     split = functools.cache(lambda name: load_split(cfg, name))
@@ -273,10 +288,8 @@ def run_trial(cfg: TrialConfig | dict, run_dir: str | Path, on_epoch: Callable[[
             g = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
             losses.append(train_epoch(s.net, s.opt, s.train, task, t.batch_size, g, cfg.data.augment, place,
                                       s.scaler))
-        for s in streams:
-            if s in active or s.name not in preds:
-                preds[s.name] = predict(s.net, s.test, task, 4 * t.batch_size, place)  # no gradients: bigger batches
-        metrics = evaluate_predictions(task, preds, streams[0].test.targets)
+        due = (epoch + 1) % t.eval_every == 0 or epoch + 1 == cfg.total_epochs
+        metrics = evaluate(streams, active, preds, task, t.batch_size, place) if due else unmeasured(task)
         lr = streams[0].lr
         for s, loss in zip(active, losses):
             step_schedule(s.sched, loss)
@@ -288,5 +301,10 @@ def run_trial(cfg: TrialConfig | dict, run_dir: str | Path, on_epoch: Callable[[
             on_epoch(row, history)
     if not history:
         raise RuntimeError("no epoch ran: every stream stopped before its first epoch (check train.min_lr)")
+    if math.isnan(history[-1][task.primary]):  # stopped early between two evaluations: measure the last epoch
+        history[-1].update(evaluate(streams, streams, preds, task, t.batch_size, place))
+        _save_atomic({"streams": {s.name: s.state() for s in streams}, "history": history}, ckpt)
+        if on_epoch:
+            on_epoch(history[-1], history)
     return {"metrics": cfg.final_metrics(history[-1]), "history": history, "parameters": parameters,
             "device": place.name, "gpu": place.gpu}
