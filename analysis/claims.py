@@ -28,9 +28,11 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .tables import CELL_NAMES, LAYOUTS
+from .tables import CELL_NAMES
 
 TRADITIONAL_PREFIX = "h="
+FEW_SEEDS = "fewer than 2 completed seeds in an arm"
+NO_SPREAD = "no spread: every seed differs by the same amount, nothing to test the difference against"
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,14 @@ def paper_claims(table: str, long: pd.DataFrame) -> list[Claim]:
     return out
 
 
+SHORT = {"prernn pretrained": "PreRNN pre", "prernn random": "PreRNN rand", "prernn-sih pretrained": "SIH pre",
+         "prernn-sih random": "SIH rand"}
+
+
 def short_column(column: str) -> str:
-    """'h=8 (paper 256)' -> 'h=8': a claim names our cells."""
-    return column.split(" (paper")[0]
+    """A layout column as a claim names it: 'h=8 (paper 256)' -> 'h=8' (our cells), Table 3's
+    'prernn-sih pretrained' -> 'SIH pre' (80 columns)."""
+    return SHORT.get(column, column.split(" (paper")[0])
 
 
 def spec_claims(spec) -> list[Claim]:
@@ -111,7 +118,7 @@ def test(claims: list[Claim], df: pd.DataFrame, metric: str, mode: str, seed: in
     for c in claims:
         cmp = stats.compare(arm(df, c.better, metric), arm(df, c.worse, metric), mode, seed)
         rows.append((c, cmp))
-    tested = [i for i, (_, cmp) in enumerate(rows) if cmp is not None]
+    tested = [i for i, (_, cmp) in enumerate(rows) if cmp is not None and not np.isnan(cmp.p)]
     adjusted = dict(zip(tested, stats.holm([rows[i][1].p for i in tested]))) if tested else {}
     out = []
     for i, (c, cmp) in enumerate(rows):
@@ -119,12 +126,13 @@ def test(claims: list[Claim], df: pd.DataFrame, metric: str, mode: str, seed: in
         base = {"claim": c.name, "verdict": stats.verdict(cmp, p_holm), "p_holm": p_holm}
         if cmp is None:
             out.append({**base, "n": min(len(arm(df, c.better, metric)), len(arm(df, c.worse, metric))),
-                        "why": "fewer than 2 completed seeds in an arm"})
+                        "why": FEW_SEEDS})
             continue
         out.append({**base, "n": cmp.n, "paired": cmp.paired, "improvement": cmp.improvement,
                     "t_low": cmp.t_low, "t_high": cmp.t_high, "boot_low": cmp.boot_low, "boot_high": cmp.boot_high,
                     "hedges_g": cmp.hedges_g, "p_superior": cmp.p_superior, "p": cmp.p,
-                    "seeds_needed": cmp.seeds_needed, "why": None})
+                    "seeds_needed": cmp.seeds_needed,
+                    "why": NO_SPREAD if np.isnan(cmp.p) else None})
     return pd.DataFrame(out, columns=["claim", "n", "paired", "improvement", "t_low", "t_high", "boot_low",
                                       "boot_high", "hedges_g", "p_superior", "p", "p_holm", "verdict",
                                       "seeds_needed", "why"])
@@ -132,14 +140,9 @@ def test(claims: list[Claim], df: pd.DataFrame, metric: str, mode: str, seed: in
 
 def table_claims(trials: pd.DataFrame, table: str, metric: str, mode: str) -> pd.DataFrame:
     """The paper's claims about ``table`` tested on a sweep's trials."""
-    from .tables import table as long_table
+    from .tables import cells, table as long_table
 
-    long = long_table(trials, table, metric)
-    columns_of = LAYOUTS[table][0]
-    df = trials[trials["model.cell"].isin(CELL_NAMES)].copy()
-    df["row"] = df["model.cell"].map(CELL_NAMES)
-    df["column"] = columns_of(df) if len(df) else pd.Series(dtype=str)
-    return test(paper_claims(table, long), df, metric, mode)
+    return test(paper_claims(table, long_table(trials, table, metric)), cells(trials, table), metric, mode)
 
 
 def interval_text(r, digits: int = 4) -> str:

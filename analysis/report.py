@@ -1,7 +1,9 @@
-"""One self-contained HTML report per sweep: the paper's table, figures, provenance.
+"""One self-contained HTML report per sweep: the claims and their verdicts first, then the
+paper's table, the reference rows, figures, provenance and every trial.
 
 Works offline: plotly's JavaScript is embedded once (with the first figure). Failed,
-diverged and missing trials are shown, never dropped.
+diverged and missing trials are shown, never dropped; a figure with nothing to draw is
+left out with a one-line note.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pandas as pd
 
 from . import figures
 from .data import MISSING, load_epochs, trials as load_trials
-from .tables import LAYOUTS, not_beating_constant, references, table, wide
+from .tables import LAYOUTS, cell_values, references, table, wide
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}
 table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px}
@@ -46,47 +48,83 @@ def provenance(df: pd.DataFrame, spec) -> dict[str, str]:
 
 
 def build(spec, expected, sweep_dir: str | Path) -> str:
-    """The report's HTML text."""
+    """The report's HTML text: the claims and their verdicts first, then the table, the
+    reference rows, the figures (each only with data to show), provenance, trials."""
     from prernn.tasks import TASKS
 
-    metric = TASKS[spec.task].primary
+    from .summary import interval, summarize, verdict_text
+
+    task = TASKS[spec.task]
+    metric = task.primary
     df = load_trials(sweep_dir, spec.task, expected)
     epochs = load_epochs(sweep_dir, spec.task)
-    parts = [f"<h1>{html.escape(spec.name)}: {html.escape(spec.description or spec.task)}</h1>"]
-    prov = provenance(df, spec)
-    parts.append("<h2>Provenance</h2>" + _table_html(pd.DataFrame(list(prov.items()), columns=["", "value"])))
-
-    figs = []
+    s = summarize(df, spec, metric, task.mode)
+    parts = [f"<h1>{html.escape(spec.name)}: {html.escape(spec.description or spec.task)}</h1>",
+             f"<p class=note>{html.escape(s.title)}</p>"]
+    parts.append("<h2>Claims</h2>")
+    if s.claims is not None and len(s.claims):
+        c = s.claims.assign(improvement_95=[interval(r, s.digits) for _, r in s.claims.iterrows()],
+                            verdict_text=[verdict_text(r) for _, r in s.claims.iterrows()])
+        counts = c.verdict.value_counts().to_dict()
+        parts.append(f"<p>{len(c)} claims: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+                     + ". The improvement is positive when the claim holds; its 95% t interval over seeds "
+                     "(paired by seed where the arms share seeds), a seeded bootstrap interval, Hedges' g, the "
+                     "probability that the claimed-better arm wins, and the p-value Holm-adjusted within the "
+                     "table decide the verdict (reproduced / reversed / inconclusive with the seeds that would "
+                     "resolve the observed effect at 80% power).</p>")
+        shown = c[["claim", "improvement_95", "n", "boot_low", "boot_high", "hedges_g", "p_superior", "p_holm",
+                   "verdict_text"]].rename(columns={"improvement_95": "improvement [95% t]",
+                                                    "verdict_text": "verdict"})
+        parts.append(_table_html(shown.round(4)).replace("<td>reversed", "<td class=bad>reversed"))
+    else:
+        parts.append("<p class=note>no claims: the sweep has no paper table and declares none (claims: in the "
+                     "spec)</p>")
+    for note in s.notes:
+        cls = "bad" if note.startswith("WARNING") else "note"
+        parts.append(f"<p class={cls}>{html.escape(note)}</p>")
+    figs, left_out = [], []
+    if spec.reference in LAYOUTS and len(df):
+        long = table(df, spec.reference, metric)
+        parts.append(f"<h2>{spec.reference.title()}: ours | the paper's</h2>"
+                     "<p class=note>ours: mean over completed seeds, ± the 95% CI half-width when n > 1; "
+                     "— not run, 'failed' only failed trials; the paper's value after the bar (full-size data "
+                     "and models)" + (", and Δ = ours − the paper's" if spec.profile == "paper" else
+                                      "; a miniature's scale is not the paper's: compare orderings") + ".</p>"
+                     + _table_html(wide(long, diff=spec.profile == "paper"), index=True))
+        detail = long[["row", "column", "n", "mean", "std", "ci_low", "ci_high", "paper", "diff", "failed",
+                       "missing", "status"]]
+        parts.append("<details><summary>every cell: n, mean, std, 95% CI, the paper, the difference</summary>"
+                     + _table_html(detail.round(4)) + "</details>")
+        sizes = figures.hidden_size_data(df, metric)
+        if spec.reference == "table1":
+            (figs if sizes else left_out).append(figures.hidden_size(sizes, metric) if sizes else
+                                                 "hidden size vs metric: no completed traditional sizes")
+        bars = figures.bars_data(long, cell_values(df, spec.reference, metric))
+        if bars:
+            figs.append(figures.bars(bars, metric, f"{spec.reference.title()}: ours (every seed) vs the paper",
+                                     paper_axis=spec.profile != "paper"))
+        else:
+            left_out.append("bars: no completed cell")
     refs = references(df, metric)
-    long = table(df, spec.reference, metric) if spec.reference in LAYOUTS and len(df) else None
-    worse = not_beating_constant(long if long is not None else refs.iloc[:0], refs, TASKS[spec.task].mode)
-    if worse:
-        parts.append(f"<p class=bad><b>{len(worse)} model(s) do not beat the constant predictor</b> - they learned "
-                     f"nothing the training set's mean did not already say: {html.escape(', '.join(worse))}</p>")
     if len(refs):
         parts.append("<h2>Reference rows</h2><p class=note>constant: the training set's mean target or class "
                      "frequencies; linear probe: a linear read-out of the frozen pre-trained features; per-frame "
                      "CNN: the fine-tuned network without recurrence (PreVRNN with U fixed at zero).</p>"
                      + _table_html(refs[["column", "n", "mean", "std", "ci_low", "ci_high", "failed", "missing",
                                          "status"]].round(4)))
-    if long is not None:
-        parts.append(f"<h2>{spec.reference.title()}: {metric} — ours | the paper's</h2>"
-                     "<p class=note>ours: mean over completed seeds, ± the 95% CI half-width when n > 1; "
-                     "— not run, 'failed' only failed trials; the paper's value after the bar "
-                     "(full-size data and models) and Δ = ours − the paper's.</p>" + _table_html(wide(long), index=True))
-        detail = long[["row", "column", "n", "mean", "std", "ci_low", "ci_high", "paper", "diff", "failed",
-                       "missing", "status"]]
-        parts.append("<details><summary>every cell: n, mean, std, 95% CI, the paper, the difference</summary>"
-                     + _table_html(detail.round(4)) + "</details>")
-        if spec.reference == "table1":
-            figs.append(figures.hidden_size(figures.hidden_size_data(df, metric), metric))
-        figs.append(figures.bars(figures.bars_data(long), metric, f"{spec.reference.title()}: ours vs the paper"))
-    figs.append(figures.curves(figures.curves_data(epochs, df, metric), metric))
-    figs.append(figures.timeline(figures.timeline_data(df)))
+    curves = figures.curves_data(epochs, df, metric)
+    (figs if curves else left_out).append(figures.curves(curves, metric) if curves else
+                                          "learning curves: no evaluated epochs")
+    timeline = figures.timeline_data(df)
+    (figs if timeline else left_out).append(figures.timeline(timeline) if timeline else
+                                            "timeline: no trial has run")
     parts.append("<h2>Figures</h2>")
     for i, fig in enumerate(figs):
         parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0), default_height="480px"))
-
+    for why in left_out:
+        parts.append(f"<p class=note>left out, {html.escape(why)}</p>")
+    prov = provenance(df, spec)
+    parts.append("<h2>Provenance</h2>" + _table_html(pd.DataFrame(list(prov.items()), columns=["", "value"])))
     cols = [c for c in ("label", "seed", "status", metric, "epochs_done", "wall_seconds", "id") if c in df]
     bad = df[~df.status.isin(["completed", "pruned"])] if len(df) else df
     parts.append(f"<h2>Trials that did not complete ({len(bad)})</h2>")

@@ -15,7 +15,12 @@ a loss (mode ``min``), ``better - worse`` for an accuracy (``max``).
                  and the probability that the claimed-better arm beats the other
                  (per seed when paired, over all pairs of seeds otherwise)
   seeds needed   the seeds per arm at which a t-test of the observed effect size has
-                 80% power at the 5% level (noncentral t); None when already decided
+                 80% power at the 5% level (noncentral t); None when already decided or
+                 when the arms do not differ at all
+
+Seeds that all differ by the same amount (common when an accuracy is counted on few
+videos) leave no spread to test a difference against: p is NaN and the claim stays
+*inconclusive* ("no spread"), however large the difference.
 
 ``holm`` adjusts the p-values of a family of comparisons (Holm 1979, as
 statsmodels' ``multipletests(method="holm")``). A verdict uses the adjusted p-value:
@@ -68,9 +73,9 @@ def compare(better: dict, worse: dict, mode: str = "min", seed: int = 0) -> Comp
         d = sign * (np.array([better[s] for s in shared]) - np.array([worse[s] for s in shared]))
         n = len(d)
         mean, sd = d.mean(), d.std(ddof=1)
-        if sd == 0:
+        if sd == 0:  # every seed moved by the same amount: no spread to test against
             low = high = mean
-            p = 0.0 if mean != 0 else 1.0
+            p = math.nan if mean != 0 else 1.0
         else:
             half = stats.t.ppf(1 - ALPHA / 2, n - 1) * sd / math.sqrt(n)
             low, high = mean - half, mean + half
@@ -89,7 +94,7 @@ def compare(better: dict, worse: dict, mode: str = "min", seed: int = 0) -> Comp
         low, high, p = float(ci.low), float(ci.high), float(test.pvalue)
     else:  # both arms constant
         low = high = mean
-        p = 0.0 if mean != 0 else 1.0
+        p = math.nan if mean != 0 else 1.0
     boot = a[rng.integers(0, len(a), (BOOTSTRAP, len(a)))].mean(1) - b[rng.integers(0, len(b), (BOOTSTRAP, len(b)))].mean(1)
     pooled = math.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2))
     d_cohen = mean / pooled if pooled > 0 else math.copysign(math.inf, mean) if mean else 0.0
@@ -111,10 +116,8 @@ def _correction(df: int) -> float:
 
 def _seeds_needed(effect: float, paired: bool, p: float, limit: int = 1000) -> int | None:
     """Seeds per arm for 80% power to detect ``effect`` (Cohen's d or d_z) at the 5% level."""
-    if p < ALPHA or not math.isfinite(effect):
+    if p < ALPHA or not math.isfinite(effect) or effect == 0:  # decided, or no effect to resolve
         return None
-    if effect == 0:
-        return limit
     for n in range(2, limit + 1):
         df = n - 1 if paired else 2 * n - 2
         nc = abs(effect) * (math.sqrt(n) if paired else math.sqrt(n / 2))

@@ -32,6 +32,7 @@ class Summary:
     layout_header: list[str] = field(default_factory=list)
     listing: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
+    digits: int = 4  # decimals shown: 4 for losses (.0819), 3 for accuracies (.927), as the paper prints them
 
 
 def short(x: float, digits: int = 4) -> str:
@@ -51,19 +52,19 @@ def verdict_text(r) -> str:
     if r.verdict == "inconclusive" and pd.notna(r.get("seeds_needed")):
         return f"inconclusive ~{int(r.seeds_needed)}"  # seeds that would resolve the observed effect
     if r.verdict == "inconclusive" and r.get("why"):
-        return "inconclusive (n<2)"
+        return "inconclusive (n<2)" if r.why == claimlib.FEW_SEEDS else "inconclusive (no spread)"
     return r.verdict
 
 
 def summarize(trials: pd.DataFrame, spec, metric: str, mode: str) -> Summary:
     paper_profile = spec.profile == "paper"
     out = Summary(f"{spec.name} [{spec.profile} profile]: {metric}, "
-                  f"{'lower' if mode == 'min' else 'higher'} is better")
+                  f"{'lower' if mode == 'min' else 'higher'} is better", digits=4 if mode == "min" else 3)
     tested = []
     if spec.reference in LAYOUTS and len(trials):
         long = table(trials, spec.reference, metric)
         tested.append(claimlib.table_claims(trials, spec.reference, metric, mode))
-        out.layout_header, out.layout = _layout(long, paper_profile)
+        out.layout_header, out.layout = _layout(long, paper_profile, out.digits)
         if not paper_profile:
             out.notes.append("rank agreement with the paper's ordering (Kendall's tau; +1 the same order): "
                              + _rank_agreement(long, mode))
@@ -85,32 +86,34 @@ def summarize(trials: pd.DataFrame, spec, metric: str, mode: str) -> Summary:
     return out
 
 
-def _layout(long: pd.DataFrame, paper_profile: bool) -> tuple[list[str], pd.DataFrame]:
+def _layout(long: pd.DataFrame, paper_profile: bool, digits: int) -> tuple[list[str], pd.DataFrame]:
     rows = list(dict.fromkeys(long.row))
     lines = []
     for column in dict.fromkeys(long.column):
-        line = [column.replace(" (paper ", " (")]  # 'h=8 (256)': ours, then the paper's size
+        # 'h=8 (256)': ours, then the paper's size; other columns as the claims name them
+        line = [column.replace(" (paper ", " (") if column.startswith("h=") else claimlib.short_column(column)]
         for row in rows:
             r = long[(long.row == row) & (long.column == column)].iloc[0]
-            line.append(_cell(r, paper_profile))
+            line.append(_cell(r, paper_profile, digits))
         lines.append(line)
     n = sorted(set(long.n[long.status == "ok"]))
     header = [f"n={n[0]} seeds" if len(n) == 1 else "", *rows]
     return header, pd.DataFrame(lines, columns=header)
 
 
-def _cell(r, paper_profile: bool) -> str:
+def _cell(r, paper_profile: bool, digits: int) -> str:
     if r.status == "n/a":
         return "n/a"
     # ours (mean ±95% half-interval over seeds) | the paper's value (difference on the paper profile)
     if r.status != "ok":
         ours = "failed" if r.status == "failed" else "—"
     else:
-        ours = short(r["mean"])
+        ours = short(r["mean"], digits)
         if r.n > 1 and pd.notna(r.ci_high):
-            ours += f" ±{short((r.ci_high - r.ci_low) / 2)}"
-    paper = f" | {short(r.paper)}" if pd.notna(r.paper) else ""
-    diff = f" ({'+' if r['diff'] >= 0 else '-'}{short(abs(r['diff']))})" if paper_profile and pd.notna(r["diff"]) else ""
+            ours += f" ±{short((r.ci_high - r.ci_low) / 2, digits)}"
+    paper = f" | {short(r.paper, digits)}" if pd.notna(r.paper) else ""
+    diff = (f" ({'+' if r['diff'] >= 0 else '-'}{short(abs(r['diff']), digits)})" if paper_profile and
+            pd.notna(r["diff"]) else "")
     return ours + paper + diff
 
 
@@ -122,5 +125,5 @@ def _rank_agreement(long: pd.DataFrame, mode: str) -> str:
             parts.append(f"{row} —")
             continue
         tau = scistats.kendalltau(g["mean"], g.paper).statistic
-        parts.append(f"{row} {tau:+.2f}")
+        parts.append(f"{row} {tau:+.2f}" if pd.notna(tau) else f"{row} — (ties)")  # undefined when all equal
     return ", ".join(parts)

@@ -102,13 +102,27 @@ def _order_table1(columns) -> list[str]:
     return sizes + [c for c in ("matched", "PreRNN") if c in columns]
 
 
-def table(trials: pd.DataFrame, name: str, metric: str) -> pd.DataFrame:
-    """Long form: row (cell), column, n, mean, std, ci_low, ci_high, failed, missing, paper, diff, status."""
-    columns_of, paper_of, order = LAYOUTS[name]
-    ref = reference(name)
+def cells(trials: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The trials of the table's cells, with their ``row`` (cell type) and ``column``."""
+    columns_of = LAYOUTS[name][0]
     df = trials[trials["model.cell"].isin(CELL_NAMES)].copy()
     df["row"] = df["model.cell"].map(CELL_NAMES)
     df["column"] = columns_of(df) if len(df) else pd.Series(dtype=str)
+    return df
+
+
+def cell_values(trials: pd.DataFrame, name: str, metric: str) -> pd.DataFrame:
+    """Every completed seed's value per cell: row, column, seed, value."""
+    df = cells(trials, name)
+    df = df[df.status == "completed"]
+    return pd.DataFrame({"row": df.row, "column": df.column, "seed": df.seed, "value": df[metric]})
+
+
+def table(trials: pd.DataFrame, name: str, metric: str) -> pd.DataFrame:
+    """Long form: row (cell), column, n, mean, std, ci_low, ci_high, failed, missing, paper, diff, status."""
+    _, paper_of, order = LAYOUTS[name]
+    ref = reference(name)
+    df = cells(trials, name)
     agg = aggregate(df, ["row", "column"], metric)
     columns = order or _order_table1(set(df["column"]))
     grid = pd.DataFrame([(r, c) for r in CELL_NAMES.values() for c in columns], columns=["row", "column"])
@@ -162,9 +176,9 @@ def reference_text(refs: pd.DataFrame, digits: int = 4) -> str:
     return ", ".join(parts)
 
 
-def cell_text(r, digits: int = 4) -> str:
+def cell_text(r, digits: int = 4, diff: bool = True) -> str:
     """'0.1234 ±0.0100 (n=3) | 0.0819 (Δ +0.0415)': ours (± the 95% CI half-width when n > 1),
-    the paper's value, ours minus the paper's."""
+    the paper's value, ours minus the paper's (only with ``diff``: on the paper's profile)."""
     if r.status == NOT_APPLICABLE:
         return NOT_APPLICABLE
     if r.status == "ok":
@@ -176,11 +190,12 @@ def cell_text(r, digits: int = 4) -> str:
     else:
         ours = "failed" if r.status == "failed" else "—"
     paper = f" | {r.paper:g}" if pd.notna(r.paper) else ""
-    return ours + paper + (f" (Δ {r['diff']:+.{digits}f})" if pd.notna(r["diff"]) else "")
+    return ours + paper + (f" (Δ {r['diff']:+.{digits}f})" if diff and pd.notna(r["diff"]) else "")
 
 
-def wide(long: pd.DataFrame) -> pd.DataFrame:
-    """The paper's shape: one row per cell, one column per layout column, 'ours | paper' text."""
-    text = long.assign(text=[cell_text(r) for _, r in long.iterrows()])
+def wide(long: pd.DataFrame, diff: bool = True) -> pd.DataFrame:
+    """The paper's shape: one row per cell, one column per layout column, 'ours | paper' text
+    (and the difference with ``diff``, meaningful on the paper's profile only)."""
+    text = long.assign(text=[cell_text(r, diff=diff) for _, r in long.iterrows()])
     out = text.pivot(index="row", columns="column", values="text").rename_axis(index=None, columns=None)
     return out.loc[[c for c in CELL_NAMES.values() if c in out.index], list(dict.fromkeys(long.column))]

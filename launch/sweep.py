@@ -60,6 +60,11 @@ def build_parser(command: str) -> argparse.ArgumentParser:
                        help="also rerun failed and diverged trials (resuming from their last checkpoint)")
         p.add_argument("--optuna-storage", help="RDB URL of the Optuna study for `search:` specs "
                        "(default: a journal file in the sweep directory)")
+        p.add_argument("--until-decided", action="store_true",
+                       help="after the run, add seeds to the configurations behind inconclusive claims, a batch at "
+                       "a time, until every claim is decided or --max-seeds is reached")
+        p.add_argument("--max-seeds", type=_positive, default=10, help="seeds per configuration at most (default 10)")
+        p.add_argument("--seed-batch", type=_positive, default=2, help="seeds added per round (default 2)")
         p.add_argument("--max-failures", type=int, default=2,
                        help="times a trial whose worker died is run again (local, ray; default: 2)")
         r = p.add_argument_group("ray backend")
@@ -98,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "run"
     args = build_parser(command).parse_args(argv)  # exits 2 on bad usage
-    console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 80)
+    if command == "run" and args.until_decided and args.backend == "slurm" and not args.wait:
+        print("error: --until-decided tests the claims once the trials have ended: with --backend slurm add --wait",
+              file=sys.stderr)
+        return 2
+    console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 160)
     try:
         from launch.expand import expand
         from launch.spec import load_spec
@@ -213,8 +222,6 @@ def git_commit() -> str | None:
 
 
 def run(spec, trials, results: Path, backend_cls, args, console: Console) -> int:
-    from launch.backends import Job
-    from launch.progress import SweepProgress
     from launch.store import Store
 
     store = Store(results, spec.task)
@@ -253,18 +260,58 @@ def run(spec, trials, results: Path, backend_cls, args, console: Console) -> int
     store.create()
     store.write_spec(spec)
     meta = {"sweep": spec.name, "profile": spec.profile, "git_commit": git_commit(), "gpus": spec.resources.gpus}
-    jobs = [Job(t.id, t.config.to_dict(), str(store.root), {**meta, "label": t.label}) for t in pending]
-    with SweepProgress({t.id: t.label for t in pending}, console) as progress:
-        try:
-            finished = backend.run(jobs, progress)
-        except RuntimeError as e:  # the backend itself broke (e.g. a worker was killed): say so, keep the rest
-            print(f"error: {e}", file=sys.stderr)
-            finished = True
-    if not finished:
+    if not run_jobs(pending, backend, store, meta, console):
         console.print(f"follow it with: python launch/sweep.py status {args.spec}"
                       + (f" --results-dir {results}" if args.results_dir else ""))
         return 0
-    return report_outcome(spec, trials, store, console)
+    notes = []
+    if args.until_decided:
+        added, notes = until_decided(spec, trials, backend, store, meta, args, console)
+        trials = trials + added
+    return report_outcome(spec, trials, store, console, notes)
+
+
+def run_jobs(pending, backend, store, meta: dict, console: Console) -> bool:
+    """Run the trials on the backend with live progress; True once they have all ended."""
+    from launch.backends import Job
+    from launch.progress import SweepProgress
+
+    jobs = [Job(t.id, t.config.to_dict(), str(store.root), {**meta, "label": t.label}) for t in pending]
+    with SweepProgress({t.id: t.label for t in pending}, console) as progress:
+        try:
+            return backend.run(jobs, progress)
+        except RuntimeError as e:  # the backend itself broke (e.g. a worker was killed): say so, keep the rest
+            print(f"error: {e}", file=sys.stderr)
+            return True
+
+
+def until_decided(spec, trials, backend, store, meta: dict, args, console: Console):
+    """Rounds of added seeds for the configurations behind undecided claims (launch.seeding).
+    Returns the trials added and the lines that say which claims stayed undecided."""
+    from launch import seeding
+    from prernn.tasks import TASKS
+
+    task = TASKS[spec.task]
+    known = {t.id: t for t in trials}
+    for round_ in range(1, 1000):
+        df = store.trials().to_pandas()
+        df = df[df.id.isin(known)]
+        tested, arms = seeding.test_claims(spec, df, task.primary, task.mode)
+        new = [t for t in seeding.more_seeds(tested, arms, known, args.seed_batch, args.max_seeds)
+               if store.status(t.id) is None]
+        undecided = int((tested.verdict == "inconclusive").sum())
+        if not undecided or not new:
+            break
+        console.print(f"--until-decided, round {round_}: {undecided} of {len(tested)} claims undecided: "
+                      f"{len(new)} trials with more seeds")
+        if not pretrained_or_refused(spec, new, store, False, console) or not run_jobs(new, backend, store, meta,
+                                                                                       console):
+            break
+        known.update({t.id: t for t in new})
+    lines = seeding.undecided_lines(tested, args.max_seeds)
+    decided = len(tested) - len(lines)
+    added = [t for t in known.values() if t.id not in {x.id for x in trials}]
+    return added, [f"--until-decided: {decided} of {len(tested)} claims decided, {len(added)} seeds added", *lines]
 
 
 def pretrained_or_refused(spec, trials, store, created: bool, console: Console) -> bool:
@@ -314,7 +361,7 @@ def run_search(spec, store, args, console: Console) -> int:
     return 1 if len(bad) else 0
 
 
-def report_outcome(spec, trials, store, console: Console) -> int:
+def report_outcome(spec, trials, store, console: Console, notes: list[str] = ()) -> int:
     from prernn.tasks import TASKS
 
     ids = {t.id for t in trials}
@@ -322,6 +369,8 @@ def report_outcome(spec, trials, store, console: Console) -> int:
     df = df[df.id.isin(ids)]
     task = TASKS[spec.task]
     print_summary(spec, df, task.primary, task.mode, console)
+    for note in notes:
+        console.print(note)
     bad = df[~df.status.isin(["completed", "pruned"])]
     for _, r in bad.iterrows():
         console.print(f"{r.status}: {r.id} {r.label}: {r.error}")
@@ -339,6 +388,8 @@ def print_summary(spec, df, metric: str, mode: str, console: Console) -> None:
     from analysis.summary import interval, summarize, verdict_text
 
     s = summarize(df, spec, metric, mode)
+    # the summary fits a terminal of 80 columns, whatever the width of the tables above it
+    console = Console(file=console.file, width=min(console.width, 80), highlight=False, markup=False)
     console.print(s.title)
     if s.claims is not None and len(s.claims):
         t = Table(title="claims (> : beats; improvement + as claimed, 95% t interval; Holm within a table)",
@@ -347,7 +398,7 @@ def print_summary(spec, df, metric: str, mode: str, console: Console) -> None:
         for col, justify in (("claim", "left"), ("improvement", "right"), ("n", "right"), ("verdict", "left")):
             t.add_column(col, justify=justify, overflow="fold")
         for _, r in s.claims.iterrows():
-            t.add_row(r.claim, interval(r), str(int(r.n)), verdict_text(r))
+            t.add_row(r.claim, interval(r, s.digits), str(int(r.n)), verdict_text(r))
         console.print(t)
     if s.layout is not None:
         t = Table(title=f"the paper's {spec.reference}: ours ±95% | the paper's" + (" (ours - paper)" if spec.profile

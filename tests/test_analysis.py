@@ -2,6 +2,7 @@
 notebooks executed headless, and the HTML report (rendered in a real headless Chromium)."""
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -10,6 +11,8 @@ import pytest
 
 from analysis import data, figures, tables
 from analysis.data import MISSING
+from launch.expand import expand
+from launch.spec import load_spec
 
 from .conftest import ROOT, sweep
 from .stores import fake_store
@@ -30,7 +33,7 @@ def table1_store(tmp_path_factory):
 def test_aggregates_equal_a_direct_pandas_computation(table1_store):
     spec, trials, root = table1_store
     df = data.trials(root, spec.task, trials)
-    assert len(df) == len(trials) == 63 and (df.status == MISSING).sum() == 3 and (df.status == "failed").sum() == 3
+    assert len(df) == len(trials) == 72 and (df.status == MISSING).sum() == 3 and (df.status == "failed").sum() == 3
     agg = data.aggregate(df, ["model.cell", "model.model"], "test_loss").set_index(["model.cell", "model.model"])
     done = df[df.status == "completed"]
     direct = done.groupby(["model.cell", "model.model"]).test_loss.agg(["count", "mean", "std"])
@@ -80,12 +83,20 @@ def test_figure_data(table1_store):
     assert hs["VRNN"]["x"] == [32, 64, 128]  # 8 failed, 16 missing: no point, not a zero
     pre = df[(df["model.cell"] == "gru") & (df["model.model"] == "prernn")].test_loss.mean()
     assert hs["GRU"]["prernn"] == pytest.approx(pre)
-    bars = figures.bars_data(tables.table(df, "table1", "test_loss"))
+    long = tables.table(df, "table1", "test_loss")
+    bars = figures.bars_data(long, tables.cell_values(df, "table1", "test_loss"))
     assert [b["cell"] for b in bars] == ["VRNN", "LSTM", "GRU"] and len(bars[0]["x"]) == 7
+    gru = dict(zip(bars[2]["x"], bars[2]["points"]))  # every seed's value over its bar
+    assert sorted(gru["PreRNN"]) == pytest.approx(sorted(df[(df["model.cell"] == "gru") & (df["model.model"] == "prernn")]
+                                                         .test_loss))
+    assert bars[0]["points"][0] == [] and bars[0]["status"][0] == "failed"
+    assert figures.bars_data(long.iloc[:0]) == []  # nothing to draw: no figure
+    # one band per configuration over its seeds: 24 configurations, one failed and one missing in every seed
     curves = figures.curves_data(data.load_epochs(root, spec.task), df, "test_loss")
-    assert len(curves) == 57 and all(c["epoch"] == [0, 1, 2] for c in curves)
+    assert len(curves) == 22 and all(c["epoch"] == [0, 1, 2] and c["seeds"] == 3 for c in curves)
+    assert all(lo <= y <= hi for c in curves for lo, y, hi in zip(c["low"], c["y"], c["high"]))
     timeline = figures.timeline_data(df)
-    assert len(timeline) == 60 and {d["worker"] for d in timeline} == {"node1 local/100", "node1 local/101"}
+    assert len(timeline) == 69 and {d["worker"] for d in timeline} == {"node1 local/100", "node1 local/101"}
 
 
 @pytest.mark.parametrize("name", ["table1", "table2", "table3"])
@@ -103,6 +114,10 @@ def test_notebooks_execute_top_to_bottom(name, tmp_path):
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert sum(o.output_type == "display_data" for o in outputs) >= 3  # the figures
+    texts = [str(o.get("data", {}).get("text/plain", "")) + str(o.get("text", "")) for o in outputs]
+    claims = next(t for t in texts if "improvement_95" in t)  # the claims, with their verdicts
+    assert " > " in claims and ("inconclusive" in claims or "reproduced" in claims or "reversed" in claims)
+    assert not any("left out" in t for t in texts)  # every figure had data
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +131,10 @@ def report(table1_store, tmp_path_factory):
 
 def test_report_is_complete_and_self_contained(report):
     text = report.read_text()
-    assert "Table1: test_loss" in text and "0.0866" in text  # the paper's value beside ours
+    assert "Table1: ours | the paper's" in text and "0.0866" in text  # the paper's value beside ours
+    # the claims and their verdicts come first, before the table and the figures
+    assert text.index("<h2>Claims</h2>") < text.index("Table1: ours") < text.index("<h2>Figures</h2>")
+    assert "18 claims:" in text and "left out" not in text
     assert "Trials that did not complete (6)" in text and "injected for the test" in text
     section = text[text.index("Trials that did not complete"):text.index("All trials")]
     assert section.count(">missing<") == 3 and section.count("class=bad>failed") == 3
@@ -124,6 +142,21 @@ def test_report_is_complete_and_self_contained(report):
         assert item in text
     assert "<script src=" not in text and "Plotly.newPlot" in text  # plotly.js embedded: works offline
     assert text.count("Plotly.newPlot") == 4  # hidden size, bars, learning curves, timeline
+
+
+def test_a_figure_without_data_is_left_out_with_a_note(tmp_path):
+    """No traditional trial ran: no hidden-size axis to draw, so no empty plot, but a line
+    saying why; the other figures are drawn."""
+    spec = load_spec(ROOT / "sweeps/table1.yaml", overrides=["seeds=[0,1]"])
+    traditional = {i for i, t in enumerate(expand(spec)) if t.config.model.model == "traditional"}
+    fake_store(ROOT / "sweeps/table1.yaml", tmp_path / "store", seeds=(0, 1), missing=traditional)
+    out = tmp_path / "r.html"
+    res = sweep("report", ROOT / "sweeps/table1.yaml", "--set", "seeds=[0,1]", "--results-dir", tmp_path / "store",
+                "--output", out)
+    assert res.returncode == 0, res.stderr
+    text = out.read_text()
+    assert "left out, hidden size vs metric: no completed traditional sizes" in text
+    assert text.count("Plotly.newPlot") == 3  # bars, learning curves, timeline
 
 
 def test_report_without_results_is_exit_2(tmp_path):
@@ -151,6 +184,10 @@ def test_report_renders_in_headless_chromium(report, chromium, tmp_path):
 
     dom = _headless(chromium, "--dump-dom", report.as_uri()).stdout
     assert dom.count('class="plot-container plotly"') == 4  # plotly ran and built every figure
+    headings = re.findall(r"<h2>([^<]*)</h2>", dom)
+    assert headings[0] == "Claims" and "18 claims:" in dom  # the claims and their verdicts first
+    for figure in dom.split('class="plot-container plotly"')[1:]:  # no empty figure: each draws traces
+        assert re.search(r'class="trace (bars|scatter)', figure)
     assert dom.count('class="main-svg"') >= 4 and "Trials that did not complete" in dom
     shot = tmp_path / "shot.png"
     _headless(chromium, f"--screenshot={shot}", report.as_uri())

@@ -56,6 +56,19 @@ def test_seeds_needed_gives_80_percent_power_at_the_observed_effect():
     assert c.p > 0.05 and c.seeds_needed is not None and c.seeds_needed > 4
 
 
+def test_seeds_that_all_differ_by_the_same_amount_decide_nothing():
+    """Two seeds of accuracies counted on four videos, the same 0.25 apart in both: no
+    spread to test against, so no verdict (a t-test would say p = 0)."""
+    better, worse = {0: 0.50, 1: 0.75}, {0: 0.25, 1: 0.50}
+    c = compare(better, worse, "max")
+    assert c.improvement == 0.25 and np.isnan(c.p) and verdict(c, None) == "inconclusive"
+    df = pd.DataFrame({"seed": [0, 1, 0, 1], "status": "completed", "test_accuracy": [0.5, 0.75, 0.25, 0.5],
+                       "model.model": ["prernn"] * 2 + ["traditional"] * 2})
+    tested = claimlib.test([claimlib.Claim("PreRNN > traditional", {"model.model": "prernn"},
+                                           {"model.model": "traditional"})], df, "test_accuracy", "max")
+    assert tested.verdict.tolist() == ["inconclusive"] and tested.why[0] == claimlib.NO_SPREAD
+
+
 def _planted(tmp_path, effect: float):
     """Mini Table 1 with 5 seeds: PreRNN's loss = the traditional RNNs' (0.2) - effect, with
     seed-to-seed noise of sd 0.002 shared by the arms of a seed (so pairing helps)."""
@@ -106,3 +119,53 @@ def test_a_spec_declares_its_own_claims(write_spec, tmp_path):
                        "model.cell": ["gru", "gru", "vrnn", "vrnn"], "test_loss": [0.1, 0.11, 0.2, 0.22]})
     out = claimlib.test([c], df, "test_loss", "min")
     assert out.n.iloc[0] == 2 and out.improvement.iloc[0] == pytest.approx(0.105)
+
+
+UNTIL = """
+name: ud
+task: toy
+data: {source: toy, train_videos: 16, test_videos: 8, frames: 4, size: 8}
+backbone: {name: mini_vgg, pretrained: none}
+train: {epochs: 8, batch_size: 4, lr: 0.01, schedule: constant}
+seeds: [0]
+grid:
+  - {model: traditional, cell: gru, hidden_dim: 8, train.lr: [0.05, 1.0e-6]}
+  - {model: constant, train.lr: [0.01, 0.02]}
+claims:
+  - name: a trained gru beats one that does not learn
+    better: {model: traditional, train.lr: 0.05}
+    worse: {model: traditional, train.lr: 1.0e-6}
+  - name: a constant beats the same constant
+    better: {model: constant, train.lr: 0.01}
+    worse: {model: constant, train.lr: 0.02}
+"""
+
+
+@pytest.mark.slow
+def test_until_decided_adds_seeds_only_while_a_claim_is_undecided(write_spec, tmp_path):
+    """A real effect (a learning GRU against one that cannot learn) is decided after a few
+    seeds, and its configurations get no more; a null (one constant against the same) never
+    is, and stops at --max-seeds with the reason. A rerun adds nothing."""
+    from .conftest import sweep
+
+    spec, results = write_spec(UNTIL), tmp_path / "r"
+    out = sweep(spec, "--results-dir", results, "--until-decided", "--max-seeds", "7")
+    assert out.returncode == 0, out.stdout + out.stderr
+    df = pd.read_parquet(results / "trials")
+    seeds = df.groupby(["model.model", "train.lr"]).seed.apply(lambda s: sorted(s))
+    gru = seeds["traditional"]
+    assert list(gru.iloc[0]) == list(gru.iloc[1]) and 2 < len(gru.iloc[0]) < 7  # stopped once decided
+    assert all(list(s) == list(range(7)) for s in seeds["constant"])  # on to the cap
+    assert "1 of 2 claims decided" in out.stdout and "reproduced" in out.stdout
+    assert "undecided: a constant beats the same constant (no difference at all between its arms)" in \
+        " ".join(out.stdout.split())
+    again = sweep(spec, "--results-dir", results, "--until-decided", "--max-seeds", "7")
+    assert again.returncode == 0 and len(pd.read_parquet(results / "trials")) == len(df)
+
+
+@pytest.mark.bad_input
+def test_until_decided_on_slurm_needs_wait(write_spec, tmp_path):
+    from .conftest import sweep
+
+    out = sweep(write_spec(UNTIL), "--results-dir", tmp_path / "r", "--backend", "slurm", "--until-decided")
+    assert out.returncode == 2 and "with --backend slurm add --wait" in out.stderr and not (tmp_path / "r").exists()
