@@ -1,6 +1,7 @@
 """Expansion is pure: spec -> trials with content-addressed ids."""
 
 import copy
+import dataclasses
 
 import pytest
 
@@ -17,26 +18,33 @@ def table1(profile="mini", *sets):
     return load_spec(ROOT / "sweeps/table1.yaml", profile, list(sets))
 
 
+REFERENCES = ("constant", "probe", "per-frame")
+
+
 def test_table1_has_21_trials_with_matched_sizes_from_the_matcher():
     for profile, sizes, backbone in (("mini", [8, 16, 32, 64, 128], "mini_vgg"), ("paper", [256, 512, 1024, 2048, 4096], "vgg16")):
-        trials = expand(table1(profile))
-        assert len(trials) == 21
+        spec = table1(profile)
+        trials = expand(spec)
+        for seed in spec.seeds:  # the paper's 21 networks and our 3 reference rows, for every seed
+            kinds = [t.config.model.model for t in trials if t.config.seed == seed]
+            assert len(kinds) == 24 and sorted(k for k in kinds if k in REFERENCES) == sorted(REFERENCES)
+        assert len(trials) == 24 * len(spec.seeds)
         trad = [t.config.model for t in trials if t.config.model.model == "traditional"]
         assert sorted({m.hidden_dim for m in trad if not m.matched}) == sizes
         for m in trad:
             if m.matched:
                 assert m.hidden_dim == prernn.match_hidden_dim(backbone, cell=m.cell, num_layers=2, num_outputs=136,
                                                                 count=m.match_count)
-        pre = [t.config.model for t in trials if t.config.model.model == "prernn"]
+        pre = [t.config.model for t in trials if t.config.model.model == "prernn" and t.config.seed == spec.seeds[0]]
         assert [m.cell for m in pre] == ["vrnn", "lstm", "gru"] and all(m.layers == ["fc6", "fc7"] for m in pre)
 
 
 def test_ids_are_hashes_of_the_resolved_config():
     trials = expand(table1())
-    assert len({t.id for t in trials}) == 21
+    assert len({t.id for t in trials}) == len(trials) == 72  # 24 trials x 3 seeds
     assert all(t.id == trial_id(t.config) for t in trials)
     assert [t.id for t in expand(table1())] == [t.id for t in trials]  # deterministic
-    changed = expand(table1("mini", "train.lr=0.02"))
+    changed = expand(table1("mini", "train.weight_decay=0.001"))
     assert not {t.id for t in changed} & {t.id for t in trials}  # any config change -> new ids
 
 
@@ -89,8 +97,10 @@ def test_a_trials_config_holds_every_field_of_every_section():
     spec = table1()
     for t in expand(spec):
         assert leaf_paths(t.config.to_dict()) == expected
-        for name in ("data", "backbone", "train"):
-            assert getattr(t.config, name) == getattr(spec, name)
+        assert t.config.data == spec.data and t.config.backbone == spec.backbone
+        # the mini profile sets a learning rate per grid block; every other train field is the spec's
+        assert t.config.train.lr in {0.4, 0.1, spec.train.lr}
+        assert dataclasses.replace(t.config.train, lr=spec.train.lr) == spec.train
 
 
 def test_the_id_changes_when_any_resolved_field_changes():
@@ -103,7 +113,7 @@ def test_the_id_changes_when_any_resolved_field_changes():
 
 
 @pytest.mark.parametrize("override", ["data.size=40", "data.seed=5", "backbone.pretrain.epochs=9",
-                                      "backbone.name=mini_c3d", "train.momentum=0.5", "seeds=[3]"])
+                                      "backbone.name=mini_c3d", "train.momentum=0.5", "seeds=[3, 4, 5]"])
 def test_changing_a_section_through_the_spec_changes_every_id(override):
     base = expand(table1())
     other = expand(table1("mini", override))
@@ -113,17 +123,18 @@ def test_changing_a_section_through_the_spec_changes_every_id(override):
 def test_adding_grid_points_keeps_the_old_ids():
     base = {t.id for t in expand(table1())}
     more = expand(table1("mini", "grid.0.hidden_dim=[8, 16, 32, 64, 128, 256, matched]"))
-    assert base < {t.id for t in more} and len(more) == 24
+    assert base < {t.id for t in more} and len(more) == len(base) + 3 * 3  # one more size x 3 cells x 3 seeds
 
 
 def test_seeds_duplicates_and_layer_axes():
     spec = load_spec(ROOT / "sweeps/table2.yaml", None, ["seeds=[0, 1]"])
     trials = expand(spec)
-    assert len(trials) == 24  # 3 cells x 4 layer settings x 2 seeds
-    layers = {(tuple(t.config.model.layers), t.config.model.extra_layers) for t in trials}
+    assert len(trials) == 30  # (3 cells x 4 layer settings + 3 reference rows) x 2 seeds
+    layers = {(tuple(t.config.model.layers), t.config.model.extra_layers) for t in trials
+              if t.config.model.model == "prernn"}
     assert layers == {(("fc6",), 0), (("fc7",), 0), (("fc6", "fc7"), 0), (("fc6", "fc7"), 1)}
-    dup = load_spec(ROOT / "sweeps/table2.yaml", None, ["grid.1.extra_layers=0"])
-    assert len(expand(dup)) == 9  # block 1 now repeats block 0's fc6/7 trials: one trial each
+    dup = load_spec(ROOT / "sweeps/table2.yaml", None, ["grid.1.extra_layers=0", "seeds=[0]"])
+    assert len(expand(dup)) == 9 + 3  # block 1 now repeats block 0's fc6/7 trials: one trial each
 
 
 def test_defaults_are_filled_so_equal_configs_share_an_id(write_spec):

@@ -69,7 +69,7 @@ def test_the_gate_accepts_informative_features_and_refuses_random_ones(task):
 
 
 def test_reference_rows_appear_in_every_table_and_a_model_below_the_constant_is_named(tmp_path):
-    from analysis.summary import summary
+    from analysis.summary import summarize
     from analysis.tables import references
 
     from .stores import fake_store
@@ -83,8 +83,8 @@ def test_reference_rows_appear_in_every_table_and_a_model_below_the_constant_is_
         refs = references(df, "test_loss" if mode == "min" else "test_accuracy")
         assert list(refs.column) == ["constant", "linear probe", "per-frame CNN"] and (refs.n == 2).all()
         metric = "test_loss" if mode == "min" else "test_accuracy"
-        _, rows, notes = summary(df, spec.reference, metric, mode)
-        assert notes[0].startswith("reference rows: constant 0.5000 (n=2), linear probe")
+        notes = summarize(df, spec, metric, mode).notes
+        assert any(n.startswith("reference rows: constant 0.5000 (n=2), linear probe") for n in notes), notes
         # loss: every model (0.1-0.16) beats the constant 0.5; accuracy: none does
         assert any(n.startswith("WARNING") for n in notes) == (mode == "max"), notes
 
@@ -94,7 +94,7 @@ def test_the_validation_split_is_carved_from_the_training_videos(write_spec, mon
     cfg = expand(load_spec(write_spec(spec)))[0].config
     monkeypatch.setenv(NO_TEST_SPLIT, "1")
     train, held = load_split(cfg, "train"), load_split(cfg, "test")
-    whole = load_split(cfg.replace(data=cfg.data.replace(validation=0)), "train")
+    whole = load_split(cfg.replace(data=cfg.data.replace(validation=0, evaluate_on="test")), "train")
     assert (len(train), len(held)) == (9, 3)
     assert torch.equal(torch.cat([train.targets, held.targets]), whole.targets)
     with pytest.raises(RuntimeError, match="the test split may not be read here"):

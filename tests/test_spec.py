@@ -53,7 +53,7 @@ BAD = [
     ("unknown task", {"task": "faces"}, [], "unknown task 'faces'.*known: action, face, gesture, toy.*did you mean 'face'"),
     ("unknown backbone", {"backbone": {"name": "vgg19", "pretrained": "none"}}, [], "unknown backbone 'vgg19'.*did you mean 'vgg16'"),
     ("unknown cell", {"grid": [{"model": "traditional", "cell": "lstn", "hidden_dim": 4}]}, [], r"grid\.0 .*unknown cell 'lstn'.*known: gru, lstm, vrnn"),
-    ("unknown model kind", {"grid": [{"model": "rnn", "cell": "gru", "hidden_dim": 4}]}, [], r"grid\.0.*'prernn' or 'traditional'"),
+    ("unknown model kind", {"grid": [{"model": "rnn", "cell": "gru", "hidden_dim": 4}]}, [], r"grid\.0.*model: Input should be 'prernn', 'traditional', 'per-frame', 'constant' or 'probe' \(got 'rnn'\)"),
     ("empty grid", {"grid": []}, [], r"grid: .*at least 1 item"),
     ("empty axis", {"grid": [{"model": "traditional", "cell": [], "hidden_dim": 4}]}, [], r"grid\.0\.cell: an axis needs at least one value"),
     ("unknown axis", {"grid": [{"model": "prernn", "cell": "gru", "hiden_dim": 4}]}, [], "unknown key 'hiden_dim'.*did you mean 'hidden_dim'"),
