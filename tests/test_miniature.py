@@ -163,3 +163,20 @@ def test_the_shipped_mini_profiles_run_three_seeds_with_reference_rows():
         kinds = {t.config.model.model for t in expand(spec)}
         assert len(spec.seeds) >= 3 and {"constant", "probe", "per-frame"} <= kinds, name
     assert yaml.safe_load((ROOT / "sweeps/table1.yaml").read_text())["profiles"]["mini"]["data"]["train_videos"] == 50
+
+
+def test_gesture_classes_differ_only_in_the_order_of_their_strokes():
+    """Every class's reverse is a class too, and the second stroke starts where the first
+    ended: the set of clips says which pair, only their order says which class."""
+    import numpy as np
+
+    from prernn.data.synthetic_motion import GESTURES, _strokes
+
+    assert len(GESTURES) == 10 and {(b, a) for a, b in GESTURES} == set(GESTURES)
+    rng = np.random.default_rng(0)
+    p, scale = _strokes(("right", "left"), 80, rng)
+    x = p[:, 0]
+    assert np.all(np.diff(x[:40]) >= 0) and np.all(np.diff(x[40:]) <= 0)  # out to the right, then back
+    assert abs(x[40] - x[39]) < 0.05 and np.allclose(p[:, 1], p[0, 1])  # one continuous path
+    p, scale = _strokes(("pull", "push"), 80, rng)
+    assert scale[0] > scale[39] and scale[79] > scale[40] and abs(scale[40] - scale[39]) < 0.05
