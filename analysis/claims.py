@@ -143,10 +143,3 @@ def table_claims(trials: pd.DataFrame, table: str, metric: str, mode: str) -> pd
     from .tables import cells, table as long_table
 
     return test(paper_claims(table, long_table(trials, table, metric)), cells(trials, table), metric, mode)
-
-
-def interval_text(r, digits: int = 4) -> str:
-    """'+0.0123 [+0.0050, +0.0200]' - the improvement (positive: as claimed) and its t interval."""
-    if pd.isna(r.get("improvement", np.nan)):
-        return "—"
-    return f"{r.improvement:+.{digits}f} [{r.t_low:+.{digits}f}, {r.t_high:+.{digits}f}]"
