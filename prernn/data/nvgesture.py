@@ -10,6 +10,10 @@ frames (C3D's input), spread evenly over the gesture's range (overlapping when t
 range is short; a range shorter than one clip repeats its last frame). Frames that
 do not decode are replaced by the nearest decodable frame of the range, with a
 counted warning. Videos are decoded when a batch reads them (``LazyFrames``).
+
+Augmentation never flips an nvGesture video (ours): many of its classes are
+directions (move hand left / right, rotate clockwise / counter-clockwise), and the
+dataset's files do not say which class index is which direction.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import numpy as np
 import torch
 
 from . import SOURCES, LazyFrames, Split, sample_indices
-from .splits import NvGestureVideo, read_nvgesture_list
+from .augment import NO_FLIP
+from .frame_cache import file_key
+from .splits import NV_CLASSES, NvGestureVideo, read_nvgesture_list
 from .video import DataFormatError, decode_video, nearest, spread
 
 LISTS = {"train": "nvgesture_train_correct_cvpr2016_v2.lst", "test": "nvgesture_test_correct_cvpr2016_v2.lst"}
@@ -66,5 +72,7 @@ def nvgesture(split: str, videos: int | None, frames: int, size: int, seed: int,
         if not e.video(root).is_file():
             raise FileNotFoundError(f"nvGesture video missing: {e.video(root)} (listed in {listing})")
     load = lambda i: load_clips(chosen[i], root, frames, clip_frames, size)  # noqa: E731
-    clips = LazyFrames(len(chosen), (frames, 3, clip_frames, size, size), load)
-    return Split(clips, torch.tensor([e.label for e in chosen], dtype=torch.int64))
+    key = lambda i: file_key(chosen[i].video(root), range=chosen[i].ranges["color"], steps=frames,  # noqa: E731
+                             clip=clip_frames, size=size)
+    clips = LazyFrames(len(chosen), (frames, 3, clip_frames, size, size), load, key)
+    return Split(clips, torch.tensor([e.label for e in chosen], dtype=torch.int64), mirror=(NO_FLIP,) * NV_CLASSES)
