@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from . import SOURCES, LazyFrames, Split, sample_indices
+from .frame_cache import file_key
 from .splits import read_class_index, read_ucf_split, resolve_case_insensitive
 from .video import DataFormatError, decode_video, nearest, read_image, spread, to_rgb
 
@@ -148,7 +149,10 @@ def ucf101(split: str, videos: int | None, frames: int, size: int, seed: int, ro
         flow_dirs.append((u, v))
         starts.append(spread(n_u, frames, flow_stack))  # steps spread over the flow fields
     targets = torch.tensor([label for _, label in chosen], dtype=torch.int64)
-    rgb = LazyFrames(len(chosen), (frames, 3, size, size), lambda i: load_rgb(starts[i], *rgb_src[i], size))
+    how = {"size": size, "starts": None}
+    rgb = LazyFrames(len(chosen), (frames, 3, size, size), lambda i: load_rgb(starts[i], *rgb_src[i], size),
+                     lambda i: file_key(*(p for p in rgb_src[i] if p), **{**how, "starts": starts[i], "rgb": 1}))
     flows = LazyFrames(len(chosen), (frames, 2 * flow_stack, size, size),
-                       lambda i: load_flow(starts[i], *flow_dirs[i], flow_stack, size))
+                       lambda i: load_flow(starts[i], *flow_dirs[i], flow_stack, size),
+                       lambda i: file_key(*flow_dirs[i], **{**how, "starts": starts[i], "stack": flow_stack}))
     return Split(rgb, targets, flows)
