@@ -181,8 +181,12 @@ CACHE_FEATURES = True  # tests switch it off to compare with a frozen stem run o
 
 def data_workers(cfg: TrialConfig) -> int:
     """``data.workers``, or by default one fewer than the trial's CPUs (``resources.cpus``, which
-    every backend gives the trial as its torch threads): the trial's own process trains."""
-    return cfg.data.workers if cfg.data.workers is not None else max(0, torch.get_num_threads() - 1)
+    every backend gives the trial as its torch threads, and no more than the machine has): the
+    trial's own process trains."""
+    if cfg.data.workers is not None:
+        return cfg.data.workers
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(torch.get_num_threads(), cores) - 1)
 
 
 def attach_data(cfg: TrialConfig, streams: list[Stream], place: Placement, log=print) -> None:

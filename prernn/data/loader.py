@@ -17,6 +17,8 @@ are sliced here: a worker would only copy them.
 from __future__ import annotations
 
 import functools
+import multiprocessing
+import sys
 from typing import Iterator
 
 import torch
@@ -25,6 +27,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from . import LazyFrames, Split
 from .augment import Augment
+
+
+# workers are forked where the platform can (Linux): a split's loaders are closures over the
+# dataset's files, which a spawned worker would have to unpickle (and backends start trials by spawning)
+_CONTEXT = "fork" if "fork" in multiprocessing.get_all_start_methods() and sys.platform != "darwin" else None
 
 
 def sequence_seed(epoch_seed: int, index: int) -> int:
@@ -81,7 +88,8 @@ class Batches:
         if workers > 0 and isinstance(split.frames, LazyFrames):
             self.loader = DataLoader(self.batch, batch_size=None, sampler=self.keys, num_workers=workers,
                                      persistent_workers=True, prefetch_factor=prefetch, pin_memory=pin_memory,
-                                     generator=torch.Generator())  # its seeds never draw on the trial's RNG
+                                     generator=torch.Generator(),  # its seeds never draw on the trial's RNG
+                                     multiprocessing_context=_CONTEXT)
 
     def __len__(self) -> int:
         return len(self.split)
