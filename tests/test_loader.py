@@ -54,21 +54,37 @@ def test_batches_from_workers_are_the_batches_read_here(ucf):
     assert not torch.equal(here[0][0], split.flow[[2, 0]])  # augmented
 
 
-# a trial in its own process, every read of a video logged: the processes share nothing but the cache
+# a 300VW trial in its own process, every decoding of a video logged: the processes share nothing but the cache
 TRIAL = """
 import json, sys
-from prernn.data import ucf101
+from prernn.data import vw300
 from prernn.trial import run_trial
 
 cfg, run_dir, log = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
-for name in ("load_rgb", "load_flow"):
-    def counted(starts, *a, _real=getattr(ucf101, name), _name=name, **kw):
-        with open(log, "a") as f:
-            f.write(f"{_name} {starts} {a[:2]}\\n")
-        return _real(starts, *a, **kw)
-    setattr(ucf101, name, counted)
+real = vw300.load_crops
+def counted(video, size):
+    with open(log, "a") as f:
+        f.write(f"{video.dir}\\n")
+    return real(video, size)
+vw300.load_crops = counted
 run_trial(cfg, run_dir, log=lambda m: None)
 """
+
+
+def _face_cfg(root, **data):
+    return {"task": "face", "seed": 0,
+            "data": {"source": "300vw", "root": str(root), "train_videos": None, "test_videos": None, "frames": 3,
+                     "size": 32, "augment": True, **data},
+            "backbone": {"name": "mini_vgg", "pretrained": "none"},
+            "model": {"model": "prernn", "cell": "gru", "variant": "gate", "input_init": "pretrained"},
+            "train": {"epochs": 2, "batch_size": 2, "lr": 0.01, "schedule": "constant"}}
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    root = tmp_path_factory.mktemp("300vw")
+    datasets.vw300(root, size=48, n=12)  # one training and one test video
+    return root
 
 
 def _trials(cfgs, tmp_path, log):
@@ -84,13 +100,34 @@ def _trials(cfgs, tmp_path, log):
     return log.read_text().splitlines()
 
 
-def test_the_frame_cache_decodes_each_video_once_while_two_trials_read_it(ucf, tmp_path):
-    cfg = _action_cfg(ucf, cache_dir=str(tmp_path / "cache"), workers=1)
+def test_the_frame_cache_decodes_each_video_once_while_two_trials_read_it(faces, tmp_path):
+    cfg = _face_cfg(faces, cache_dir=str(tmp_path / "cache"), workers=1)
     loads = _trials([cfg, cfg], tmp_path, tmp_path / "cached.txt")
-    assert len(loads) == len(set(loads)) == 2 * 5  # rgb and flow of 3 training and 2 test videos, once each
-    assert len(list((tmp_path / "cache" / "frames").glob("*.npy"))) == 10
-    # without the cache every epoch of every trial decodes again
-    assert len(_trials([_action_cfg(ucf, workers=0)], tmp_path, tmp_path / "uncached.txt")) > 10
+    assert len(loads) == len(set(loads)) == 2  # the training and the test video, once each
+    assert len(list((tmp_path / "cache" / "frames").glob("*.npy"))) == 2
+    # without the cache each process (trial, data-loader worker) decodes again
+    assert len(_trials([_face_cfg(faces, workers=1)] * 2, tmp_path, tmp_path / "uncached.txt")) > 2
+
+
+def test_a_300vw_trial_gives_the_same_numbers_with_workers_and_the_frame_cache(faces, tmp_path):
+    quiet = lambda m: None  # noqa: E731
+    a = run_trial(_face_cfg(faces, workers=0), tmp_path / "a", log=quiet)
+    b = run_trial(_face_cfg(faces, workers=2, cache_dir=str(tmp_path / "cache")), tmp_path / "b", log=quiet)
+    assert _rows(a) == _rows(b)
+    last = a["history"][-1]
+    assert last["test_loss_cat1"] == last["test_loss"] > 0  # the one test video is of category 1
+
+
+@pytest.mark.parametrize("source", ["ucf101", "nvgesture"])
+def test_training_steps_are_drawn_afresh_every_epoch_and_testing_is_fixed(source, tmp_path):
+    datasets.ucf101(tmp_path, "jpegs_256", n=40) if source == "ucf101" else datasets.nvgesture(tmp_path, n=40)
+    kw = dict(videos=None, frames=3, size=32, seed=0, root=str(tmp_path), flow_stack=2, clip_frames=4)
+    train, test = SOURCES[source]("train", **kw), SOURCES[source]("test", **kw)
+    assert test.redraw is None and train.redraw is not None
+    a = train.redraw(1)
+    assert torch.equal(a.frames[0], train.redraw(1).frames[0])  # the epoch's seed decides
+    assert any(not torch.equal(a.frames[0], train.redraw(seed).frames[0]) for seed in range(2, 8))
+    assert torch.equal(a.targets, train.targets)
 
 
 def test_the_frame_cache_gives_the_numbers_of_decoding(ucf, tmp_path):
@@ -161,21 +198,3 @@ def test_split_views_keep_the_mirror():
     s = Split(torch.zeros(4, 1, 1, 2, 2, dtype=torch.uint8), torch.arange(4), torch.zeros(4, 1, 2, 2, 2), (1, 0, 2, 3))
     assert s.subset(range(2)).mirror == s.stream("temporal").mirror == s.stream("spatial").mirror == (1, 0, 2, 3)
 
-
-def test_a_300vw_trial_gives_the_same_numbers_with_workers_and_the_frame_cache(tmp_path):
-    root = tmp_path / "300vw"
-    datasets.vw300(root, size=48, n=12)
-    cfg = {"task": "face", "seed": 0,
-           "data": {"source": "300vw", "root": str(root), "train_videos": None, "test_videos": None, "frames": 3,
-                    "size": 32, "augment": True, "workers": 0},
-           "backbone": {"name": "mini_vgg", "pretrained": "none"},
-           "model": {"model": "prernn", "cell": "gru", "variant": "gate", "input_init": "pretrained"},
-           "train": {"epochs": 2, "batch_size": 2, "lr": 0.01, "schedule": "constant"}}
-    quiet = lambda m: None  # noqa: E731
-    a = run_trial(cfg, tmp_path / "a", log=quiet)
-    b = run_trial({**cfg, "data": {**cfg["data"], "workers": 2, "cache_dir": str(tmp_path / "cache")}},
-                  tmp_path / "b", log=quiet)
-    assert _rows(a) == _rows(b)
-    assert len(list((tmp_path / "cache" / "frames").glob("*.npy"))) == 2  # each video decoded once
-    last = a["history"][-1]
-    assert last["test_loss_cat1"] == last["test_loss"] > 0  # the one test video is of category 1

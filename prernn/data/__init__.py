@@ -103,10 +103,13 @@ class Split:
                        mask=take(self.mask), groups=take(self.groups), redraw=redraw)
 
     def cached(self, cache_dir: str | Path) -> "Split":
-        """Real datasets' frames and flow through the decoded-frame cache (``frame_cache``)."""
+        """Real datasets' frames and flow through the decoded-frame cache (``frame_cache``). A split
+        drawn afresh every epoch is not cached item by item (each epoch's items would be new
+        files); 300VW keeps whole decoded videos there itself."""
+        if self.redraw is not None:
+            return self
         through = lambda x: x.cached(cache_dir) if isinstance(x, LazyFrames) else x  # noqa: E731
-        redraw = None if self.redraw is None else (lambda seed: self.redraw(seed).cached(cache_dir))
-        return replace(self, frames=through(self.frames), flow=through(self.flow), redraw=redraw)
+        return replace(self, frames=through(self.frames), flow=through(self.flow))
 
     def stream(self, name: str) -> "Split":
         """The single-stream view a network trains on: ``spatial`` (RGB frames) or ``temporal`` (flow)."""

@@ -97,3 +97,10 @@ def spread(n: int, count: int, span: int = 1) -> list[int]:
     """``count`` start positions of windows of ``span`` spread evenly over ``range(n)``."""
     last = max(n - span, 0)
     return [round(x) for x in np.linspace(0, last, count)]
+
+
+def jittered(n: int, count: int, span: int, rng: np.random.Generator) -> list[int]:
+    """``count`` starts of windows of ``span`` in ``range(n)``: one drawn at random from each of
+    ``count`` equal segments of the possible starts (TSN's training sampling)."""
+    edges = np.linspace(0, max(n - span, 0) + 1, count + 1).astype(int)
+    return [int(rng.integers(a, max(a + 1, b))) for a, b in zip(edges[:-1], edges[1:])]
