@@ -6,12 +6,13 @@
 
 Fabricates a small 300VW (``vid.avi`` in MPEG-4 at 640 x 360, ``.pts`` landmarks) and a
 small UCF101 (``jpegs_256`` RGB and ``tvl1_flow`` jpegs at 340 x 256, split-1 lists) in a
-temporary folder, then times what a trial's training loop receives (``prernn.data.loader``,
-augmentation on, as in the paper profiles) at 224 x 224: one epoch to start the workers,
-then ``--epochs`` timed ones - with 0, 1, 2 ... worker processes, and with the
-decoded-frame cache (``data.cache_dir``) once it is warm. A 300VW frame is one cropped
-face; a UCF101 frame is one RGB frame (spatial stream) or one stack of 10 flow fields
-(temporal stream). Beside it, the frames per second the paper's network trains on here
+temporary folder, then times what a trial receives (``prernn.data.loader``) at 224 x 224:
+one pass to start the workers, then ``--epochs`` timed ones - training (fresh clips or
+steps every epoch, augmentation on, as in the paper profiles) with 0, 1, 2 ... worker
+processes; and with the decoded-frame cache (``data.cache_dir``) warm: 300VW training
+(whole videos cached) and UCF101's test split (training steps change every epoch, so
+only test items are cached). A 300VW frame is one cropped face; a UCF101 frame is one
+RGB frame (spatial stream) or one stack of 10 flow fields (temporal stream). Beside it, the frames per second the paper's network trains on here
 (PreLSTM fc6/7 on VGG16, the two-stream ResNet50 PreLSTM), for comparison; a GPU's come
 from ``benchmarks/gpu.py``.
 """
@@ -34,7 +35,7 @@ import torch  # noqa: E402
 from prernn.data import SOURCES  # noqa: E402
 from prernn.data.augment import Augment  # noqa: E402
 from prernn.data.loader import Batches  # noqa: E402
-from tests import datasets  # noqa: E402  (the fabricated datasets the tests use, in the real formats)
+from tests import datasets  # noqa: E402  (the tests' writers of the real formats)
 
 SIZE, FRAMES, FLOW_STACK, BATCH = 224, 16, 10, 8
 
@@ -79,16 +80,17 @@ def fabricate_ucf101(root: Path, videos: int, frames: int) -> None:
                                        rng.integers(96, 160, (256, 340), dtype=np.uint8))
 
 
-def throughput(split, workers: int, epochs: int, augment: Augment, steps_per_item: int) -> float:
-    """Frames per second a training loop receives over ``epochs`` epochs, after one to warm up."""
+def throughput(split, workers: int, epochs: int, augment: Augment | None) -> float:
+    """Frames (steps) per second a training loop (``augment``) or an evaluation (None) receives
+    over ``epochs`` passes, after one to warm up (start the workers, fill a cache)."""
     batches = Batches(split, BATCH, workers, augment=augment)
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))
-    for _ in batches.epoch(order, 0, True):  # starts the workers (and fills a cache)
+    for _ in batches.epoch(order, 0, augment is not None):
         pass
     start, frames = time.perf_counter(), 0
     for e in range(1, epochs + 1):
-        for x, _ in batches.epoch(order, e, True):
-            frames += x.shape[0] * steps_per_item
+        for x, _ in batches.epoch(order, e, augment is not None):
+            frames += x.shape[0] * x.shape[1]
     return frames / (time.perf_counter() - start)
 
 
@@ -116,28 +118,31 @@ def main() -> None:
         fabricate_300vw(tmp / "300vw", a.videos, 160)
         fabricate_ucf101(tmp / "ucf101", a.videos, 80)
         print(f"fabricated {a.videos} training videos per dataset in {time.perf_counter() - t:.0f} s")
-        face = lambda cache=None: SOURCES["300vw"].__wrapped__(  # noqa: E731
-            "train", None, FRAMES, SIZE, 0, str(tmp / "300vw"), cache_dir=cache)
-        action = SOURCES["ucf101"].__wrapped__("train", None, FRAMES, SIZE, 0, str(tmp / "ucf101"),
-                                               flow_stack=FLOW_STACK)
+        face = lambda split, cache=None: SOURCES["300vw"].__wrapped__(  # noqa: E731
+            split, None, FRAMES, SIZE, 0, str(tmp / "300vw"), cache_dir=cache)
+        action = lambda split: SOURCES["ucf101"].__wrapped__(  # noqa: E731
+            split, None, FRAMES, SIZE, 0, str(tmp / "ucf101"), flow_stack=FLOW_STACK)
+        flow = {"spatial": False, "temporal": True}
         rows = []
         for workers in a.workers:
-            rows.append(("300VW faces", workers, "decode", throughput(face(), workers, a.epochs, Augment(True), FRAMES)))
-            for stream in ("spatial", "temporal"):
-                rows.append((f"UCF101 {stream}", workers, "decode",
-                             throughput(action.stream(stream), workers, a.epochs,
-                                        Augment(flow=stream == "temporal"), FRAMES)))
-        cache = tmp / "cache"
-        for workers in (0, max(a.workers)):
-            rows.append(("300VW faces", workers, "frame cache",
-                         throughput(face(str(cache)), workers, a.epochs, Augment(True), FRAMES)))
-            for stream in ("spatial", "temporal"):
-                cached = action.cached(cache).stream(stream)
-                rows.append((f"UCF101 {stream}", workers, "frame cache",
-                             throughput(cached, workers, a.epochs, Augment(flow=stream == "temporal"), FRAMES)))
-    print(f"\n{'data':18} {'workers':>7} {'read':>12} {'frames/s':>9}")
+            rows.append(("300VW train", workers, "decode", throughput(face("train"), workers, a.epochs,
+                                                                      Augment(landmarks=True))))
+            for stream in flow:
+                rows.append((f"UCF101 {stream} train", workers, "decode",
+                             throughput(action("train").stream(stream), workers, a.epochs,
+                                        Augment(flow=flow[stream]))))
+        cache = str(tmp / "cache")
+        for workers in (0, max(a.workers)):  # whole 300VW videos; UCF101's fixed test items
+            rows.append(("300VW train", workers, "frame cache",
+                         throughput(face("train", cache), workers, a.epochs, Augment(landmarks=True))))
+            for stream in flow:
+                rows.append((f"UCF101 {stream} test", workers, "decode",
+                             throughput(action("test").stream(stream), workers, a.epochs, None)))
+                rows.append((f"UCF101 {stream} test", workers, "frame cache",
+                             throughput(action("test").cached(cache).stream(stream), workers, a.epochs, None)))
+    print(f"\n{'data':22} {'workers':>7} {'read':>12} {'frames/s':>9}")
     for data, workers, how, fps in rows:
-        print(f"{data:18} {workers:>7} {how:>12} {fps:>9.1f}")
+        print(f"{data:22} {workers:>7} {how:>12} {fps:>9.1f}")
     if not a.no_model:
         print("\nthe model itself, training on this CPU (fp32, batch 1 x 4 steps; benchmarks/gpu.py's step):")
         for name in ("vgg16", "resnet50"):
