@@ -56,7 +56,7 @@ def per_video(cfg, run_dir: Path) -> torch.Tensor:
         if task.landmarks:
             start_at_the_mean(s.net, s.train.targets)
         s.load(state["streams"][s.name])
-        preds[s.name] = predict(s.net, s.test, task, cfg.train.batch_size, place)
+        preds[s.name] = predict(s.net, s.test, task, place)
     targets = streams[0].test.targets
     out = []
     for v in range(len(targets)):

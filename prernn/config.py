@@ -47,6 +47,10 @@ class DataConfig(Section):
                                                       "validation split, carved from the training data")
     evaluate_on: Literal["test", "validation"] = setting(
         "test", before="test", doc="where the epoch metrics are measured; validation never reads the test split")
+    workers: int | None = setting(None, ge=0, identifying=False, doc="processes reading real videos (0: the trial's "
+                                  "own); null: the trial's resources.cpus - 1. Never changes a number")
+    cache_dir: str | None = setting(None, identifying=False, doc="real datasets: a folder where each video is "
+                                    "decoded once per machine and shared by every trial (null: no cache)")
     fail_at_epoch: int | None = setting(None, ge=0, doc="fault injection, for tests")
 
     def resolve(self):

@@ -36,7 +36,9 @@ NOT_SET = object()
 class Rule:
     """What a field allows besides its type. ``names``: a callable giving the allowed names
     (a registry, looked up when checked, so registries may fill in late). ``before``: the
-    value every trial implicitly had before this field existed (see ``identity``)."""
+    value every trial implicitly had before this field existed (see ``identity``).
+    ``identifying=False``: how a trial runs, not what it computes (e.g. data-loader workers):
+    never part of its identity."""
 
     ge: float | None = None
     gt: float | None = None
@@ -46,6 +48,7 @@ class Rule:
     names: Callable[[], Any] | None = None
     doc: str = ""
     before: Any = NOT_SET
+    identifying: bool = True
 
 
 def setting(default: Any = MISSING, *, factory: Callable[[], Any] | None = None, **rule) -> Any:
@@ -185,8 +188,9 @@ def identity(obj: Any, data: Any = NOT_SET) -> Any:
     """``to_dict`` of a section (or of plain ``data`` read as section type ``obj``) without
     the fields added after trial ids were first fixed that hold what every earlier trial
     implicitly had (``setting(before=...)``, a value or a callable of the section's data)
-    or do not apply (None): adding a field leaves the content-addressed ids of existing
-    trials unchanged."""
+    or do not apply (None), and without fields that change how a trial runs but not its
+    numbers (``identifying=False``): adding a field leaves the content-addressed ids of
+    existing trials unchanged."""
     cls, data = (obj, data) if data is not NOT_SET else (type(obj), to_dict(obj))
     if not is_section(cls) or not isinstance(data, dict):
         return data
@@ -195,7 +199,10 @@ def identity(obj: Any, data: Any = NOT_SET) -> Any:
         if f.name not in data:
             continue
         value = data[f.name]
-        before = f.metadata["rule"].before if "rule" in f.metadata else NOT_SET
+        rule = f.metadata.get("rule")
+        if rule is not None and not rule.identifying:
+            continue
+        before = rule.before if rule is not None else NOT_SET
         if before is not NOT_SET:
             if callable(before):
                 before = before(data)

@@ -2,7 +2,9 @@
 
   face   68 landmarks per frame (300VW / synthetic faces). Testing loss (the
          paper's Table 1-2 metric): mean Euclidean distance between predicted and
-         true landmarks, in frame-size-normalised coordinates (our normalisation);
+         true landmarks, in the face crop's isotropically normalised coordinates on
+         300VW (our normalisation; synthetic faces: the frame's), over every
+         annotated test frame and per 300VW test category (``test_loss_cat1-3``);
          also the inter-ocular normalised error (outer eye corners, points 36 and 45).
          The training loss is the same distance (ours; the paper does not say).
   gesture  one class per video (nvGesture, 25 classes / synthetic gestures, 10 of them).
@@ -52,16 +54,30 @@ def landmark_distance(pred: Tensor, target: Tensor) -> Tensor:
     return (pred.unflatten(-1, (-1, 2)) - target.unflatten(-1, (-1, 2))).norm(dim=-1)
 
 
-def face_metrics(pred: Tensor, target: Tensor) -> dict[str, float]:
-    dist = landmark_distance(pred, target)  # (N, T, 68)
+CATEGORIES = (1, 2, 3)  # 300VW's test categories (``Split.groups``)
+
+
+def face_metrics(pred: Tensor, target: Tensor, mask: Tensor | None = None, groups: Tensor | None = None
+                 ) -> dict[str, float]:
+    """Mean over the counted frames (``mask``: each of 300VW's annotated test frames once);
+    with ``groups``, the testing loss of each 300VW test category too."""
+    dist = landmark_distance(pred, target).mean(-1)  # (N, T): mean over the 68 landmarks
     pts = target.unflatten(-1, (-1, 2))
     interocular = (pts[..., 36, :] - pts[..., 45, :]).norm(dim=-1)  # (N, T)
-    return {"test_loss": dist.mean().item(), "test_nme": (dist.mean(-1) / interocular).mean().item()}
+    w = torch.ones_like(dist) if mask is None else mask.to(dist.dtype)
+    mean = lambda x, w: ((x * w).sum() / w.sum()).item()  # noqa: E731
+    out = {"test_loss": mean(dist, w), "test_nme": mean(dist / interocular, w)}
+    if groups is not None:
+        for c in CATEGORIES:
+            if (groups == c).any():
+                out[f"test_loss_cat{c}"] = mean(dist, w * (groups == c)[:, None])
+    return out
 
 
 TASKS.register("face")(Task(
     num_outputs=136, sources=("synthetic_face", "300vw"),
-    loss=lambda p, t: landmark_distance(p, t).mean(), metrics=face_metrics, metric_names=("test_loss", "test_nme"),
+    loss=lambda p, t: landmark_distance(p, t).mean(), metrics=face_metrics,
+    metric_names=("test_loss", "test_nme", *(f"test_loss_cat{c}" for c in CATEGORIES)),
     primary="test_loss", mode="min", landmarks=True,
 ))
 def class_loss(pred: Tensor, target: Tensor) -> Tensor:
@@ -85,11 +101,11 @@ def _scores(probs: Tensor, target: Tensor) -> dict[str, float]:
     return {"test_accuracy": _accuracy(probs, target), "test_loss": F.nll_loss(probs.clamp_min(1e-12).log(), target).item()}
 
 
-def class_metrics(pred: Tensor, target: Tensor) -> dict[str, float]:
+def class_metrics(pred: Tensor, target: Tensor, **_) -> dict[str, float]:
     return _scores(video_probabilities(pred), target)
 
 
-def fused_metrics(preds: dict[str, Tensor], target: Tensor) -> dict[str, float]:
+def fused_metrics(preds: dict[str, Tensor], target: Tensor, **_) -> dict[str, float]:
     """Two-stream metrics: each stream's accuracy and the fused (averaged softmax) one."""
     probs = {name: video_probabilities(p) for name, p in preds.items()}
     fused = torch.stack(list(probs.values())).mean(0)
@@ -107,7 +123,7 @@ TASKS.register("action")(Task(
 ))
 TASKS.register("toy")(Task(
     num_outputs=2, sources=("toy",), loss=F.mse_loss,
-    metrics=lambda p, t: {"test_loss": F.mse_loss(p, t).item()}, metric_names=("test_loss",),
+    metrics=lambda p, t, **_: {"test_loss": F.mse_loss(p, t).item()}, metric_names=("test_loss",),
     primary="test_loss", mode="min",
 ))
 

@@ -28,7 +28,9 @@ import torch
 
 from . import backbones, make_recurrent, make_traditional
 from .config import TrialConfig
-from .data import SOURCES, Split
+from .data import SOURCES
+from .data.augment import Augment
+from .data.loader import Batches
 from .tasks import TASKS
 from .train.device import Placement
 from .train.features import Frozen, cached_features
@@ -106,8 +108,10 @@ def load_split(cfg: TrialConfig, split: str):
         if name == "test" and os.environ.get(NO_TEST_SPLIT):
             raise RuntimeError(f"the test split may not be read here (${NO_TEST_SPLIT} is set): evaluate "
                                "on data.evaluate_on: validation")
-        return SOURCES[d.source](name, videos=getattr(d, f"{name}_videos"), frames=d.frames, size=d.size,
-                                 seed=d.seed, root=d.root, clip_frames=d.clip_frames, flow_stack=d.flow_stack)
+        split = SOURCES[d.source](name, videos=getattr(d, f"{name}_videos"), frames=d.frames, size=d.size,
+                                  seed=d.seed, root=d.root, clip_frames=d.clip_frames, flow_stack=d.flow_stack,
+                                  cache_dir=d.cache_dir)
+        return split.cached(d.cache_dir) if d.cache_dir else split
 
     if split == "test" and d.evaluate_on == "test":
         return source("test")
@@ -135,8 +139,8 @@ class Stream:
     scaler: torch.amp.GradScaler
     epochs: int
     stopped: bool = False
-    train: Split | None = None  # this stream's view of the data (frames, flow, or cached features)
-    test: Split | None = None
+    train: Batches | None = None  # this stream's view of the data (frames, flow, or cached features)
+    test: Batches | None = None
 
     def state(self) -> dict:
         return {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
@@ -175,32 +179,43 @@ def make_streams(cfg: TrialConfig, place: Placement, log=print) -> list[Stream]:
 CACHE_FEATURES = True  # tests switch it off to compare with a frozen stem run on the fly
 
 
+def data_workers(cfg: TrialConfig) -> int:
+    """``data.workers``, or by default one fewer than the trial's CPUs (``resources.cpus``, which
+    every backend gives the trial as its torch threads, and no more than the machine has): the
+    trial's own process trains."""
+    if cfg.data.workers is not None:
+        return cfg.data.workers
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(torch.get_num_threads(), cores) - 1)
+
+
 def attach_data(cfg: TrialConfig, streams: list[Stream], place: Placement, log=print) -> None:
-    """Give each stream its data. With a frozen backbone (and no augmentation) the data become
+    """Give each stream its batches. With a frozen backbone (and no augmentation) the data become
     the stem's cached features and the stem leaves the network (see train/features.py)."""
     split = functools.cache(lambda name: load_split(cfg, name))  # read only if some stream needs it
-    d = cfg.data
+    d, task, workers = cfg.data, TASKS[cfg.task], data_workers(cfg)
     cache = cfg.train.freeze_backbone and CACHE_FEATURES and not d.augment
-    data_key = {k: v for k, v in d.to_dict().items() if k not in ("augment", "fail_at_epoch")}
+    data_key = {k: v for k, v in d.to_dict().items() if k not in ("augment", "fail_at_epoch", "workers", "cache_dir")}
     for s in streams:
-        if not cache:
-            s.train, s.test = split("train").stream(s.name), split("test").stream(s.name)
-            continue
-        stem = s.net.backbone.stem.module
-        key = {"backbone": cfg.backbone.name, "stream": s.name, "data": data_key}
-        channels = TASKS[cfg.task].channels
-        s.train, s.test = (cached_features(stem, lambda n=n: split(n).stream(s.name), channels, {**key, "split": n},
-                                           log, place) for n in ("train", "test"))
-        s.net.backbone.stem = torch.nn.Identity()
+        if cache and not getattr(SOURCES[d.source], "redraws", False):  # fresh clips every epoch: no fixed features
+            stem = s.net.backbone.stem.module
+            key = {"backbone": cfg.backbone.name, "stream": s.name, "data": data_key}
+            train, test = (cached_features(stem, lambda n=n: split(n).stream(s.name), task.channels,
+                                           {**key, "split": n}, log, place, workers) for n in ("train", "test"))
+            s.net.backbone.stem = torch.nn.Identity()
+        else:
+            train, test = split("train").stream(s.name), split("test").stream(s.name)
+        augment = Augment(task.landmarks, s.name == "temporal", train.mirror) if d.augment else None
+        s.train = Batches(train, cfg.train.batch_size, workers, place.cuda, augment)
+        s.test = Batches(test, 4 * cfg.train.batch_size, workers, place.cuda)  # no gradients: bigger batches
 
 
-def evaluate(streams: list[Stream], changed: list[Stream], preds: dict, task, batch_size: int,
-             place: Placement) -> dict:
+def evaluate(streams: list[Stream], changed: list[Stream], preds: dict, task, place: Placement) -> dict:
     """The task's metrics on the evaluation split; only streams that trained since are re-run."""
     for s in streams:
         if s in changed or s.name not in preds:
-            preds[s.name] = predict(s.net, s.test, task, 4 * batch_size, place)  # no gradients: bigger batches
-    return evaluate_predictions(task, preds, streams[0].test.targets)
+            preds[s.name] = predict(s.net, s.test, task, place)
+    return evaluate_predictions(task, preds, streams[0].test.split)
 
 
 def unmeasured(task) -> dict:
@@ -285,11 +300,10 @@ def run_trial(cfg: TrialConfig | dict, run_dir: str | Path, on_epoch: Callable[[
         losses = []
         for s in active:
             torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # dropout etc.: same on resume
-            g = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
-            losses.append(train_epoch(s.net, s.opt, s.train, task, t.batch_size, g, cfg.data.augment, place,
-                                      s.scaler))
+            losses.append(train_epoch(s.net, s.opt, s.train, task, _epoch_seed(cfg.seed, epoch), cfg.data.augment,
+                                      place, s.scaler))
         due = (epoch + 1) % t.eval_every == 0 or epoch + 1 == cfg.total_epochs
-        metrics = evaluate(streams, active, preds, task, t.batch_size, place) if due else unmeasured(task)
+        metrics = evaluate(streams, active, preds, task, place) if due else unmeasured(task)
         lr = streams[0].lr
         for s, loss in zip(active, losses):
             step_schedule(s.sched, loss)
@@ -302,7 +316,7 @@ def run_trial(cfg: TrialConfig | dict, run_dir: str | Path, on_epoch: Callable[[
     if not history:
         raise RuntimeError("no epoch ran: every stream stopped before its first epoch (check train.min_lr)")
     if math.isnan(history[-1][task.primary]):  # stopped early between two evaluations: measure the last epoch
-        history[-1].update(evaluate(streams, streams, preds, task, t.batch_size, place))
+        history[-1].update(evaluate(streams, streams, preds, task, place))
         _save_atomic({"streams": {s.name: s.state() for s in streams}, "history": history}, ckpt)
         if on_epoch:
             on_epoch(history[-1], history)

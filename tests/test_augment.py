@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from prernn.data.augment import augment, warp_frames, warp_landmarks
+from prernn.data.augment import Augment, warp_frames, warp_landmarks
 from prernn.data.synthetic_face import MIRROR, face_template
 
 
@@ -34,10 +34,11 @@ def test_frames_and_landmarks_move_together():
 
 def test_same_transform_for_every_frame_and_deterministic():
     frames = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
-    a, _ = augment(frames, None, torch.Generator().manual_seed(3))
-    b, _ = augment(frames, None, torch.Generator().manual_seed(3))
+    label = torch.tensor(0)
+    a, _ = Augment()(frames, label, torch.Generator().manual_seed(3))
+    b, _ = Augment()(frames, label, torch.Generator().manual_seed(3))
     assert torch.equal(a, b) and a.shape == frames.shape and a.dtype == torch.uint8
-    same = augment(frames[:1].expand(5, -1, -1, -1), None, torch.Generator().manual_seed(4))[0]
+    same = Augment()(frames[:1].expand(5, -1, -1, -1), label, torch.Generator().manual_seed(4))[0]
     assert all(torch.equal(same[0], f) for f in same)
 
 

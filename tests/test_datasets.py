@@ -130,20 +130,33 @@ def test_ucf101_subset_is_drawn_from_the_seed(tmp_path):
 
 # ------------------------------------------------------------------ 300VW extracted frames
 
+def _crops(rgb, marks, size):
+    """What the loader must return: each frame cropped around its landmarks, the landmarks in the crop."""
+    from PIL import Image
+
+    from prernn.data.vw300 import crop, crop_box, to_crop
+
+    marks = np.round(marks, 3).astype(np.float32)  # as the .pts files hold them
+    boxes = [crop_box(m) for m in marks]
+    frames = np.stack([crop(Image.fromarray(img), b, size) for img, b in zip(rgb, boxes)])
+    return frames, np.stack([to_crop(m, b) for m, b in zip(marks, boxes)]).reshape(len(marks), 136)
+
+
 def test_300vw_extracted_frame_folders_read_back_exactly(tmp_path):
     made = datasets.vw300(tmp_path, as_frames=True)
     train = SOURCES["300vw"].__wrapped__("train", videos=None, frames=6, size=32, seed=0, root=str(tmp_path))
-    rgb, marks = made[1]
+    frames, targets = _crops(*made[1], 32)
     assert train.frames.shape == (1, 6, 3, 32, 32)
-    np.testing.assert_array_equal(train.frames[0].numpy(), rgb.transpose(0, 3, 1, 2))
-    np.testing.assert_allclose(train.targets[0].numpy(), (marks / 32).reshape(6, 136), atol=1e-4)
+    np.testing.assert_array_equal(train.frames[0].numpy(), frames)
+    np.testing.assert_allclose(train.targets[0].numpy(), targets, atol=1e-6)
 
 
 def test_300vw_video_reads_back_exactly(tmp_path):
     made = datasets.vw300(tmp_path)
     test = SOURCES["300vw"].__wrapped__("test", videos=None, frames=6, size=32, seed=0, root=str(tmp_path))
-    rgb, _ = made[datasets.CATEGORIES[1][0]]
-    np.testing.assert_array_equal(test.frames[0].numpy(), rgb.transpose(0, 3, 1, 2))
+    frames, targets = _crops(*made[datasets.CATEGORIES[1][0]], 32)
+    np.testing.assert_array_equal(test.frames[0].numpy(), frames)
+    np.testing.assert_allclose(test.targets[0].numpy(), targets, atol=1e-6)
 
 
 def test_generated_sources_refuse_every_video():

@@ -103,13 +103,22 @@ def test_a_trials_config_holds_every_field_of_every_section():
         assert dataclasses.replace(t.config.train, lr=spec.train.lr) == spec.train
 
 
+def how_not_what() -> set[tuple]:
+    """Fields declared ``identifying=False`` (how a trial runs, e.g. data-loader workers)."""
+    return {(s, f.name) for s, t in SECTIONS.items() for f, _ in fields_of(t)
+            if not f.metadata["rule"].identifying}
+
+
 def test_the_id_changes_when_any_resolved_field_changes():
+    assert how_not_what() == {("data", "workers"), ("data", "cache_dir")}
     for t in expand(table1())[::7] + expand(table1("paper"))[::7]:  # traditional and PreRNN trials
         config = t.config.to_dict()
-        paths = leaf_paths(config)
+        paths = leaf_paths(config) - how_not_what()
         assert {p[0] for p in paths} == {"task", "seed", *SECTIONS}
         ids = {trial_id(changed(config, p)) for p in paths}
         assert len(ids) == len(paths) and t.id not in ids, "some field does not reach the id"
+        for p in how_not_what():  # ... and none of those that only say how it runs does
+            assert trial_id(changed(config, p)) == t.id
 
 
 @pytest.mark.parametrize("override", ["data.size=40", "data.seed=5", "backbone.pretrain.epochs=9",

@@ -17,7 +17,8 @@ def test_metrics_return_the_declared_columns(name):
         target = torch.tensor([0, 4])
         m = t.metrics({s: pred for s in t.streams} if len(t.streams) > 1 else pred, target)
     else:
-        m = t.metrics(pred, torch.rand(2, 3, t.num_outputs))
+        pred = torch.rand(3, 3, t.num_outputs)  # three sequences, one per 300VW test category
+        m = t.metrics(pred, torch.rand(3, 3, t.num_outputs), groups=torch.tensor([1, 2, 3]))
     assert sorted(m) == sorted(t.metric_names) and t.primary in t.metric_names
 
 

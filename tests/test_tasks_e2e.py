@@ -59,6 +59,18 @@ def test_mini_gesture_sweep_runs_every_trial(tmp_path):
     assert df.test_accuracy.between(0, 1).all() and "pre-training mini_c3d for gesture" in out.stdout
 
 
+@pytest.mark.parametrize("spec", sorted(p.name for p in (ROOT / "sweeps").glob("*.yaml")))
+def test_every_paper_profile_dry_run_validates_and_writes_nothing(spec, tmp_path):
+    home = tmp_path / "home"  # the paper profiles' frame cache lives under ~/.cache: nothing may appear there
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "PRERNN_CACHE": str(home / "cache")}
+    out = sweep(ROOT / "sweeps" / spec, "--profile", "paper", "--dry-run", "--results-dir", tmp_path / "results",
+                env=env)
+    assert out.returncode == 0, out.stderr
+    assert "[paper profile]" in out.stdout
+    assert not (tmp_path / "results").exists() and not any(home.iterdir())
+
+
 @pytest.mark.parametrize("spec,n,labels", [
     ("table3.yaml", 13, ["lstm prernn-sih layer4 random-init", "vrnn prernn-gate layer4", "gru traditional h=512 x2"]),
     ("gesture.yaml", 21, ["vrnn traditional h=4096 x2", "gru prernn-gate fc6/fc7", "lstm traditional h=matched="]),

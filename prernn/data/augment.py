@@ -1,19 +1,33 @@
 """Training augmentation: random scaling, cropping (translation) and horizontal flipping.
 
-The paper's list; the parameters are ours. One transform is drawn per sequence
-and applied to all its frames, so motion stays intact. It is one affine warp
-(``grid_sample``), applied to landmarks too: a flip mirrors x and swaps the
-left/right landmark indices (``synthetic_face.MIRROR``, the iBUG-68 layout).
-Deterministic under a ``torch.Generator``.
+The paper's list; the parameters are ours. One transform is drawn per sequence and
+applied to all its frames (and to every frame of a C3D clip), so motion stays intact.
+It is one affine warp (``grid_sample``), applied to what the frames show too:
+
+- landmarks move with the frames; a flip mirrors x and swaps the left/right landmark
+  indices (``synthetic_face.MIRROR``, the iBUG-68 layout);
+- optical flow (u, v interleaved, 128 = no motion) is a field of displacements: a
+  zoom by ``s`` scales them by ``s`` and a flip negates u (ours: the usual two-stream
+  code flips the flow image only, which leaves u pointing the wrong way);
+- a class can be direction-dependent (a gesture to the left, flipped, is a gesture to
+  the right): ``Split.mirror`` gives, per class, the class a flipped video shows, or
+  ``NO_FLIP`` where no class is one (such videos are never flipped).
+
+Deterministic: a sequence's transform comes from its own ``torch.Generator``
+(``prernn.data.loader`` seeds one per epoch and video, whatever the worker reading it).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .synthetic_face import MIRROR
+
+NO_FLIP = -1  # in Split.mirror: a flipped video of this class shows no class; never flip it
 
 
 def draw(generator: torch.Generator, scale=(0.9, 1.1), shift: float = 0.1, flip_p: float = 0.5) -> dict:
@@ -25,14 +39,28 @@ def draw(generator: torch.Generator, scale=(0.9, 1.1), shift: float = 0.1, flip_
 
 
 def warp_frames(frames: Tensor, t: dict) -> Tensor:
-    """(T, C, H, W) uint8 or float -> same shape: output pixel u samples input pixel
-    (±u_x / s + tx, u_y / s + ty) in [-1, 1] coordinates (outside: zeros)."""
+    """(T, C, H, W) or (T, C, L, H, W) clips, uint8 or float -> same shape: output pixel u
+    samples input pixel (±u_x / s + tx, u_y / s + ty) in [-1, 1] coordinates (outside: zeros)."""
+    if frames.dim() == 5:  # C3D clips: every frame of every clip alike
+        T, C, L, H, W = frames.shape
+        flat = frames.permute(0, 2, 1, 3, 4).reshape(T * L, C, H, W)
+        return warp_frames(flat, t).reshape(T, L, C, H, W).permute(0, 2, 1, 3, 4)
     sign = -1.0 if t["flip"] else 1.0
     theta = torch.tensor([[sign / t["s"], 0.0, 2 * t["tx"]], [0.0, 1 / t["s"], 2 * t["ty"]]])
     x = frames.float()
     grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
     return out.round().clamp(0, 255).to(frames.dtype) if frames.dtype == torch.uint8 else out
+
+
+def warp_flow(flow: Tensor, t: dict) -> Tensor:
+    """(T, 2K, H, W) uint8 flow (u, v interleaved, 128 = none) -> the flow of the warped video:
+    moved like the frames (outside: no motion), scaled by the zoom, u negated on a flip."""
+    moved = warp_frames(flow.float() - 128, t)  # outside the frame: 0 = no motion
+    gain = torch.full((flow.shape[1], 1, 1), t["s"])
+    if t["flip"]:
+        gain[0::2] *= -1  # u: the x component
+    return (moved * gain + 128).round().clamp(0, 255).to(torch.uint8)
 
 
 def warp_landmarks(points: Tensor, t: dict) -> Tensor:
@@ -47,7 +75,23 @@ def warp_landmarks(points: Tensor, t: dict) -> Tensor:
     return out.flatten(-2)
 
 
-def augment(frames: Tensor, landmarks: Tensor | None, generator: torch.Generator, **kw) -> tuple[Tensor, Tensor | None]:
-    """One sequence: (T, C, H, W) frames and optional (T, 136) landmarks."""
-    t = draw(generator, **kw)
-    return warp_frames(frames, t), None if landmarks is None else warp_landmarks(landmarks, t)
+@dataclass(frozen=True)
+class Augment:
+    """What one stream's training sequences are: landmark targets, flow, or a class with a mirror."""
+
+    landmarks: bool = False
+    flow: bool = False
+    mirror: tuple[int, ...] | None = None  # per class: its class when flipped (NO_FLIP: never flip)
+
+    def __call__(self, frames: Tensor, target: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """One sequence: (T, ...) frames and its target ((T, 136) landmarks or a class)."""
+        t = draw(generator)
+        if t["flip"] and self.mirror is not None and not self.landmarks:
+            flipped = self.mirror[int(target)]
+            if flipped == NO_FLIP:
+                t["flip"] = False
+            else:
+                target = torch.as_tensor(flipped, dtype=target.dtype)
+        frames = warp_flow(frames, t) if self.flow else warp_frames(frames, t)
+        return frames, warp_landmarks(target, t) if self.landmarks else target
+

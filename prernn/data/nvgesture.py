@@ -6,10 +6,16 @@ and per video ``<path>/sk_color.avi``, of which frames ``range(start, end)`` (th
 list's ``color:`` range, 0-based) show the gesture.
 
 Loading (ours): each video becomes ``frames`` clips of ``clip_frames`` consecutive
-frames (C3D's input), spread evenly over the gesture's range (overlapping when the
-range is short; a range shorter than one clip repeats its last frame). Frames that
+frames (C3D's input): for testing spread evenly over the gesture's range (overlapping
+when the range is short; a range shorter than one clip repeats its last frame), for
+training drawn afresh every epoch, one at random in each of ``frames`` equal segments
+of the range (``Split.redraw``). Frames that
 do not decode are replaced by the nearest decodable frame of the range, with a
 counted warning. Videos are decoded when a batch reads them (``LazyFrames``).
+
+Augmentation never flips an nvGesture video (ours): many of its classes are
+directions (move hand left / right, rotate clockwise / counter-clockwise), and the
+dataset's files do not say which class index is which direction.
 """
 
 from __future__ import annotations
@@ -22,14 +28,17 @@ import numpy as np
 import torch
 
 from . import SOURCES, LazyFrames, Split, sample_indices
-from .splits import NvGestureVideo, read_nvgesture_list
-from .video import DataFormatError, decode_video, nearest, spread
+from .augment import NO_FLIP
+from .frame_cache import file_key
+from .splits import NV_CLASSES, NvGestureVideo, read_nvgesture_list
+from .video import DataFormatError, decode_video, jittered, nearest, spread
 
 LISTS = {"train": "nvgesture_train_correct_cvpr2016_v2.lst", "test": "nvgesture_test_correct_cvpr2016_v2.lst"}
 
 
-def load_clips(video: NvGestureVideo, root: Path, steps: int, clip_frames: int, size: int) -> np.ndarray:
-    """(steps, 3, clip_frames, size, size) uint8 from the colour video's gesture range."""
+def load_clips(video: NvGestureVideo, root: Path, starts: list[int], clip_frames: int, size: int) -> np.ndarray:
+    """(steps, 3, clip_frames, size, size) uint8: clips at ``starts`` (offsets into the colour
+    video's gesture range)."""
     path = video.video(root, "color")
     start, end = video.ranges["color"]
     decoded, _, bad = decode_video(path, size, stop=end)
@@ -41,7 +50,7 @@ def load_clips(video: NvGestureVideo, root: Path, steps: int, clip_frames: int, 
         warnings.warn(f"{path}: {missing} of {end - start} frames in {start}:{end} did not decode or are "
                       "missing; used the nearest decodable frame", stacklevel=2)
     clips = []
-    for s in spread(end - start, steps, clip_frames):
+    for s in starts:
         idx = [nearest(good, min(start + s + j, end - 1)) for j in range(clip_frames)]
         clips.append(np.stack([decoded[i] for i in idx], axis=1))  # (3, L, size, size)
     return np.stack(clips)
@@ -65,6 +74,21 @@ def nvgesture(split: str, videos: int | None, frames: int, size: int, seed: int,
     for e in chosen:  # fail now, not in the middle of an epoch
         if not e.video(root).is_file():
             raise FileNotFoundError(f"nvGesture video missing: {e.video(root)} (listed in {listing})")
-    load = lambda i: load_clips(chosen[i], root, frames, clip_frames, size)  # noqa: E731
-    clips = LazyFrames(len(chosen), (frames, 3, clip_frames, size, size), load)
-    return Split(clips, torch.tensor([e.label for e in chosen], dtype=torch.int64))
+    targets = torch.tensor([e.label for e in chosen], dtype=torch.int64)
+    lengths = [e.ranges["color"][1] - e.ranges["color"][0] for e in chosen]
+
+    def at(starts: list[list[int]], redraw=None) -> Split:
+        load = lambda i: load_clips(chosen[i], root, starts[i], clip_frames, size)  # noqa: E731
+        key = lambda i: file_key(chosen[i].video(root), range=chosen[i].ranges["color"], starts=starts[i],  # noqa: E731
+                                 clip=clip_frames, size=size)
+        clips = LazyFrames(len(chosen), (frames, 3, clip_frames, size, size), load, key)
+        return Split(clips, targets, mirror=(NO_FLIP,) * NV_CLASSES, redraw=redraw)
+
+    def draw(epoch_seed: int) -> Split:  # training: each clip anywhere in its segment, afresh every epoch
+        rng = np.random.default_rng(epoch_seed)
+        return at([jittered(n, frames, clip_frames, rng) for n in lengths], draw)
+
+    return at([spread(n, frames, clip_frames) for n in lengths], draw if split == "train" else None)
+
+
+nvgesture.redraws = True  # its training split draws its clips afresh every epoch (Split.redraw)

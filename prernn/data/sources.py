@@ -8,7 +8,7 @@ import torch
 
 from . import SOURCES, Split
 from .synthetic_face import make_videos
-from .synthetic_motion import action_videos, gesture_videos
+from .synthetic_motion import action_videos, gesture_mirror, gesture_videos
 
 # sources generated from a seed: no data.root, and a number of videos rather than "every video"
 GENERATED = ("synthetic_face", "synthetic_gesture", "synthetic_action", "toy")
@@ -44,10 +44,11 @@ def synthetic_face(split: str, videos: int, frames: int, size: int, seed: int, r
 def synthetic_gesture(split: str, videos: int, frames: int, size: int, seed: int, root: str | None = None,
                       clip_frames: int = 16, **_) -> Split:
     """Synthetic hand gestures (ours; see ``synthetic_motion.py``): ``frames`` grey clips of
-    ``clip_frames`` frames per video, one of 10 classes per video."""
+    ``clip_frames`` frames per video, one of 10 classes per video. Left and right, clockwise
+    and counter-clockwise strokes swap under a flip: so do their classes (``Split.mirror``)."""
     _check("synthetic_gesture", videos, root)
     clips, labels = gesture_videos(videos, frames, clip_frames, size, _seed(split, seed))
-    return Split(torch.from_numpy(clips), torch.from_numpy(labels))
+    return Split(torch.from_numpy(clips), torch.from_numpy(labels), mirror=gesture_mirror())
 
 
 @SOURCES.register("synthetic_action")
@@ -55,7 +56,8 @@ def synthetic_gesture(split: str, videos: int, frames: int, size: int, seed: int
 def synthetic_action(split: str, videos: int, frames: int, size: int, seed: int, root: str | None = None,
                      flow_stack: int = 10, **_) -> Split:
     """Synthetic two-stream actions (ours; see ``synthetic_motion.py``): ``frames`` RGB steps
-    per video, each with ``flow_stack`` exact flow fields; one of 10 classes per video."""
+    per video, each with ``flow_stack`` exact flow fields; one of 10 classes per video (each
+    motion runs either way at random, so a flip keeps the class)."""
     _check("synthetic_action", videos, root)
     rgb, flow, labels = action_videos(videos, frames, flow_stack, size, _seed(split, seed))
     return Split(torch.from_numpy(rgb), torch.from_numpy(labels), torch.from_numpy(flow))

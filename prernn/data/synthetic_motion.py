@@ -34,6 +34,8 @@ import numpy as np
 
 STROKE_PAIRS = (("right", "left"), ("up", "down"), ("push", "pull"), ("circle_cw", "circle_ccw"), ("shake_x", "shake_y"))
 GESTURES = tuple(pair for a, b in STROKE_PAIRS for pair in ((a, b), (b, a)))  # class = (first, second) stroke
+# a horizontal flip turns these strokes into each other (the others into themselves)
+FLIPPED_STROKE = {"right": "left", "left": "right", "circle_cw": "circle_ccw", "circle_ccw": "circle_cw"}
 MOTIONS = ("walk", "jump", "circle", "wave", "approach")
 SHAPES = ("disc", "square")
 ACTIONS = tuple(f"{m}_{s}" for s in SHAPES for m in MOTIONS)
@@ -104,6 +106,12 @@ def _strokes(pair: tuple[str, str], n: int, rng: np.random.Generator) -> tuple[n
     p = np.concatenate([p1, p2])
     p = p - (p.max(0) + p.min(0)) / 2 + rng.uniform(0.45, 0.55, size=2)  # the whole gesture inside the frame
     return p, np.concatenate([s1, s2])
+
+
+def gesture_mirror() -> tuple[int, ...]:
+    """Per gesture class, the class its horizontally flipped video shows (``Split.mirror``)."""
+    flip = lambda stroke: FLIPPED_STROKE.get(stroke, stroke)  # noqa: E731
+    return tuple(GESTURES.index((flip(a), flip(b))) for a, b in GESTURES)
 
 
 def gesture_videos(videos: int, steps: int, clip_frames: int, size: int, seed: int):

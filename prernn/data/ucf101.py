@@ -9,9 +9,12 @@ On disk, under ``data.root``:
   flow, pre-extracted TV-L1: ``tvl1_flow/u/v_<...>/frame000001.jpg`` and ``tvl1_flow/v/...``
       (greyscale, 128 = no motion). Needed by the temporal stream.
 
-Loading (ours): ``frames`` time steps spread evenly over the video's flow fields;
-step t shows one RGB frame and the ``flow_stack`` flow fields that start there (u and v
-interleaved: 2 x flow_stack channels). Frames are resized whole. Unreadable
+Loading (ours where the paper is silent): a video is ``frames`` time steps; step t shows
+one RGB frame and the ``flow_stack`` flow fields that start there (u and v interleaved:
+2 x flow_stack channels). Testing spreads the steps evenly over the video (the test
+averages their softmax, and the two streams'); training draws them afresh every epoch,
+one at random in each of ``frames`` equal segments of the video (TSN's sampling,
+``Split.redraw``). Frames are resized whole. Unreadable
 frames are replaced by the nearest readable one, with a counted warning.
 Each stream is read when a batch reads it (``LazyFrames``): RGB and flow separately.
 """
@@ -27,8 +30,9 @@ import numpy as np
 import torch
 
 from . import SOURCES, LazyFrames, Split, sample_indices
+from .frame_cache import file_key
 from .splits import read_class_index, read_ucf_split, resolve_case_insensitive
-from .video import DataFormatError, decode_video, nearest, read_image, spread, to_rgb
+from .video import DataFormatError, decode_video, jittered, nearest, read_image, spread, to_rgb
 
 SPLIT_FILES = {"train": "trainlist01.txt", "test": "testlist01.txt"}
 FRAME = re.compile(r"frame(\d+)\.jpg$")
@@ -133,7 +137,7 @@ def ucf101(split: str, videos: int | None, frames: int, size: int, seed: int, ro
     if not flow.is_dir():  # the temporal stream is half of every two-stream trial
         raise FileNotFoundError(f"UCF101 optical flow missing: {flow}/u and {flow}/v (pre-extracted TV-L1 "
                                 "frames, e.g. from the common tvl1_flow release)")
-    rgb_src, flow_dirs, starts = [], [], []
+    rgb_src, flow_dirs, lengths = [], [], []
     for rel, _ in chosen:  # check every file is there now, not in the middle of an epoch
         name = Path(rel).stem
         u, v = flow / "u" / name, flow / "v" / name
@@ -146,9 +150,23 @@ def ucf101(split: str, videos: int | None, frames: int, size: int, seed: int, ro
         else:
             rgb_src.append((resolve_case_insensitive(root / "UCF-101", rel), None))
         flow_dirs.append((u, v))
-        starts.append(spread(n_u, frames, flow_stack))  # steps spread over the flow fields
+        lengths.append(n_u)
     targets = torch.tensor([label for _, label in chosen], dtype=torch.int64)
-    rgb = LazyFrames(len(chosen), (frames, 3, size, size), lambda i: load_rgb(starts[i], *rgb_src[i], size))
-    flows = LazyFrames(len(chosen), (frames, 2 * flow_stack, size, size),
-                       lambda i: load_flow(starts[i], *flow_dirs[i], flow_stack, size))
-    return Split(rgb, targets, flows)
+
+    def at(starts: list[list[int]], redraw=None) -> Split:
+        rgb = LazyFrames(len(chosen), (frames, 3, size, size), lambda i: load_rgb(starts[i], *rgb_src[i], size),
+                         lambda i: file_key(*(p for p in rgb_src[i] if p), size=size, starts=starts[i], rgb=1))
+        flows = LazyFrames(len(chosen), (frames, 2 * flow_stack, size, size),
+                           lambda i: load_flow(starts[i], *flow_dirs[i], flow_stack, size),
+                           lambda i: file_key(*flow_dirs[i], size=size, starts=starts[i], stack=flow_stack))
+        return Split(rgb, targets, flows, redraw=redraw)
+
+    def draw(epoch_seed: int) -> Split:  # training: each step anywhere in its segment, afresh every epoch
+        rng = np.random.default_rng(epoch_seed)
+        return at([jittered(n, frames, flow_stack, rng) for n in lengths], draw)
+
+    evenly = [spread(n, frames, flow_stack) for n in lengths]  # testing: steps spread evenly over the flow
+    return at(evenly, draw if split == "train" else None)
+
+
+ucf101.redraws = True  # its training split draws its steps afresh every epoch (Split.redraw)

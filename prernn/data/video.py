@@ -1,7 +1,7 @@
 """Reading frames from disk: video files with PyAV, frame images with Pillow.
 
-Frames are resized whole to ``size`` x ``size`` (no crop; ours) and returned as
-uint8 (3, size, size). Frames that do not decode are left out and counted, so
+Frames are resized whole to ``size`` x ``size`` (ours; 300VW crops faces instead) and
+returned as uint8 (3, size, size). Frames that do not decode are left out and counted, so
 loaders can skip them with a counted warning, never silently.
 """
 
@@ -16,9 +16,11 @@ class DataFormatError(ValueError):
     """A dataset file that does not follow its format; the message names file and line."""
 
 
-def decode_video(path: Path, size: int, stop: int | None = None) -> tuple[dict[int, np.ndarray], tuple[int, int], int]:
+def decode_video(path: Path, size: int, stop: int | None = None, transform=None
+                 ) -> tuple[dict[int, np.ndarray], tuple[int, int], int]:
     """{0-based frame index: (3, size, size) uint8} for every decodable frame before
-    ``stop`` (all if None), the frame (width, height), and how many did not decode."""
+    ``stop`` (all if None), the frame (width, height), and how many did not decode.
+    ``transform(index, PIL image)`` replaces the whole-frame resize (None: leave the frame out)."""
     import av
 
     path = Path(path)
@@ -47,7 +49,9 @@ def decode_video(path: Path, size: int, stop: int | None = None) -> tuple[dict[i
             for frame in decoded:
                 img = frame.to_image()
                 wh = img.size
-                frames[index] = resize(img, size)
+                out = resize(img, size) if transform is None else transform(index, img)
+                if out is not None:
+                    frames[index] = out
                 index += 1
     return frames, wh, bad
 
@@ -93,3 +97,10 @@ def spread(n: int, count: int, span: int = 1) -> list[int]:
     """``count`` start positions of windows of ``span`` spread evenly over ``range(n)``."""
     last = max(n - span, 0)
     return [round(x) for x in np.linspace(0, last, count)]
+
+
+def jittered(n: int, count: int, span: int, rng: np.random.Generator) -> list[int]:
+    """``count`` starts of windows of ``span`` in ``range(n)``: one drawn at random from each of
+    ``count`` equal segments of the possible starts (TSN's training sampling)."""
+    edges = np.linspace(0, max(n - span, 0) + 1, count + 1).astype(int)
+    return [int(rng.integers(a, max(a + 1, b))) for a, b in zip(edges[:-1], edges[1:])]

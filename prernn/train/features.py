@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..data import Split, code_digest, to_input
+from ..data.loader import Batches
 from .device import Placement
 from .loop import CPU
 from .pretrain import cache_dir
@@ -43,13 +44,13 @@ class Frozen(nn.Module):
 
 @torch.no_grad()
 def stem_features(stem: nn.Module, data: Split, channels: int, batch_size: int = 16,
-                  place: Placement = CPU) -> torch.Tensor:
+                  place: Placement = CPU, workers: int = 0) -> torch.Tensor:
     """(N, T, *feature shape) float32 on the CPU: the stem (already on ``place``) on every
-    frame of every sequence, in fp32."""
+    frame of every sequence, in fp32; real videos read by ``workers`` processes."""
     stem.eval()
     out = []
-    for i in range(0, len(data), batch_size):
-        x = to_input(place.batch(data.frames[i:i + batch_size]), channels)
+    for frames, _ in Batches(data, batch_size, workers, place.cuda).epoch():
+        x = to_input(place.batch(frames), channels)
         out.append(stem(x.flatten(0, 1)).unflatten(0, x.shape[:2]).float().cpu())
     return torch.cat(out)
 
@@ -63,7 +64,7 @@ def weights_digest(module: nn.Module) -> str:
 
 
 def cached_features(stem: nn.Module, load: Callable[[], Split], channels: int, key: dict, log=print,
-                    place: Placement = CPU) -> Split:
+                    place: Placement = CPU, workers: int = 0) -> Split:
     """The split ``load()`` would give with its frames replaced by the stem's features: from the
     cache (the data are then not read at all) or computed once on ``place`` and stored with the
     targets. The device type is part of the key: a GPU rounds differently from the CPU."""
@@ -78,8 +79,9 @@ def cached_features(stem: nn.Module, load: Callable[[], Split], channels: int, k
                 log(f"computing frozen-backbone features once ({path.name})")
                 data = load()
                 tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                torch.save({"features": stem_features(stem, data, channels, place=place), "targets": data.targets},
+                torch.save({"features": stem_features(stem, data, channels, place=place, workers=workers),
+                            "targets": data.targets},
                            tmp)
                 os.replace(tmp, path)
     saved = torch.load(path, weights_only=True)
-    return Split(saved["features"], saved["targets"])
+    return Split(saved["features"], saved["targets"])  # never augmented: no mirror needed

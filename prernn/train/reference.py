@@ -47,8 +47,8 @@ def run_reference(cfg: TrialConfig, streams: dict, place: Placement, log=print) 
         parameters += (backbone.feature_dim + 1) * task.num_outputs
         log(f"{name} stream: linear probe on {fit.shape[-1]} features of {len(train)} training videos")
     first = next(iter(streams.values()))
-    metrics = _metrics(task, preds, first[2].targets)
-    train_loss = _metrics(task, train_preds, first[1].targets)["test_loss"]
+    metrics = _metrics(task, preds, first[2])
+    train_loss = _metrics(task, train_preds, first[1])["test_loss"]
     row = {"epoch": 0, "train_loss": train_loss, "lr": 0.0, **metrics, "epoch_seconds": time.monotonic() - start}
     return {"metrics": cfg.final_metrics(row), "history": [row], "parameters": parameters}
 
@@ -57,5 +57,6 @@ def _steps(split) -> int:
     return split.frames.shape[1]
 
 
-def _metrics(task, preds: dict, targets: torch.Tensor) -> dict:
-    return task.metrics(preds if len(preds) > 1 else next(iter(preds.values())), targets)
+def _metrics(task, preds: dict, split) -> dict:
+    return task.metrics(preds if len(preds) > 1 else next(iter(preds.values())), split.targets, mask=split.mask,
+                        groups=split.groups)

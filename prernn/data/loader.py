@@ -1,0 +1,110 @@
+"""Batches of a split, epoch after epoch, read in this process or by worker processes.
+
+A trial asks ``Batches.epoch(order, seed, augment)`` for one pass: ``order`` (the video
+indices, drawn on the CPU from the epoch's seed) is cut into batches; a split drawn
+afresh every epoch (``Split.redraw``, 300VW) draws from the seed, and with ``augment``
+each training sequence is transformed under its own generator, seeded from (epoch
+seed, video index). What a batch holds therefore depends only on the seed - not on which
+process reads it or how many there are: 0 and 4 workers give the same numbers.
+
+Real datasets (``LazyFrames``: a video is decoded when read) are read by
+``workers`` processes of a torch ``DataLoader`` (ours): persistent across epochs,
+each keeping ``prefetch`` batches ready, batches in pinned memory when the trial
+trains on CUDA. Data already in memory (the generated mini datasets, cached features)
+are sliced here: a worker would only copy them.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import sys
+from typing import Iterator
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from . import LazyFrames, Split
+from .augment import Augment
+
+
+# workers are forked where the platform can (Linux): a split's loaders are closures over the
+# dataset's files, which a spawned worker would have to unpickle (and backends start trials by spawning)
+_CONTEXT = "fork" if "fork" in multiprocessing.get_all_start_methods() and sys.platform != "darwin" else None
+
+
+def sequence_seed(epoch_seed: int, index: int) -> int:
+    """The seed of one video's augmentation in one epoch."""
+    return (epoch_seed * 1_000_003 + index) % (2 ** 63)
+
+
+class _Batch(Dataset):
+    """batch key (video indices, epoch seed or None, augment?) -> (frames, targets)."""
+
+    def __init__(self, split: Split, augment: Augment | None):
+        self.split, self.augment = split, augment
+
+    def __getitem__(self, key: tuple[list[int], int | None, bool]) -> tuple[Tensor, Tensor]:
+        idx, seed, augment = key
+        split = self.split if seed is None or self.split.redraw is None else _drawn(self.split, seed)
+        frames, targets = split.frames[idx], split.targets[idx]
+        if not augment or self.augment is None:
+            return frames, targets
+        pairs = [self.augment(f, t, torch.Generator().manual_seed(sequence_seed(seed, i)))
+                 for f, t, i in zip(frames, targets, idx)]
+        return torch.stack([f for f, _ in pairs]), torch.stack([t for _, t in pairs])
+
+
+@functools.lru_cache(maxsize=1)
+def _drawn(split: Split, seed: int) -> Split:
+    """The epoch's sequences of a split drawn afresh every epoch (drawn once per process and epoch)."""
+    return split.redraw(seed)
+
+
+class _Keys(Sampler):
+    """The current epoch's batch keys: the sampler is iterated in the trial's process, so a
+    persistent loader reads each epoch's order from here."""
+
+    def __init__(self):
+        self.keys: list = []
+
+    def __iter__(self):
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+class Batches:
+    """One stream's batches of one split (see the module docstring)."""
+
+    def __init__(self, split: Split, batch_size: int, workers: int = 0, pin_memory: bool = False,
+                 augment: Augment | None = None, prefetch: int = 2):
+        self.split, self.batch_size = split, batch_size
+        self.batch = _Batch(split, augment)
+        self.keys = _Keys()
+        self.loader = None
+        if workers > 0 and isinstance(split.frames, LazyFrames):
+            self.loader = DataLoader(self.batch, batch_size=None, sampler=self.keys, num_workers=workers,
+                                     persistent_workers=True, prefetch_factor=prefetch, pin_memory=pin_memory,
+                                     generator=torch.Generator(),  # its seeds never draw on the trial's RNG
+                                     multiprocessing_context=_CONTEXT)
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    @property
+    def targets(self) -> Tensor:
+        return self.split.targets
+
+    def epoch(self, order: Tensor | None = None, seed: int | None = None, augment: bool = False
+              ) -> Iterator[tuple[Tensor, Tensor]]:
+        """The batches of one pass over ``order`` (default: in order). ``seed``: the epoch's, from
+        which a split drawn afresh every epoch draws its sequences and, with ``augment``, each
+        sequence its transform."""
+        idx = list(range(len(self.split))) if order is None else order.tolist()
+        self.keys.keys = [(idx[i:i + self.batch_size], seed, augment) for i in range(0, len(idx), self.batch_size)]
+        if self.loader is None:
+            return (self.batch[k] for k in self.keys.keys)
+        return iter(self.loader)
