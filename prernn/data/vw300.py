@@ -201,11 +201,10 @@ def _windows(f: int, frames: int) -> list[int]:
 
 def train_split(videos: list[Video], frames: int, size: int, seed: int, cache_dir: str | None) -> Split:
     """F // frames clips per video, drawn from ``seed`` (``redraw(epoch seed)``: another epoch's)."""
-    slots = [(v, k) for v, video in enumerate(videos) for k in range(len(video.numbers) // frames)
-             if video.runs(frames)]
+    starts_of = [video.runs(frames) for video in videos]  # where a clip may start, per video
+    slots = [(v, k) for v, video in enumerate(videos) if starts_of[v] for k in range(len(video.numbers) // frames)]
     if not slots:
         raise DataFormatError(f"300VW train: no video has {frames} consecutive annotated frames")
-    starts_of = [video.runs(frames) for video in videos]
 
     def draw(epoch_seed: int) -> Split:
         rng = np.random.default_rng(epoch_seed)

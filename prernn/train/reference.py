@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import time
 
-import torch
-
 from ..config import TrialConfig
 from ..tasks import TASKS
 from .device import Placement
