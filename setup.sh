@@ -18,6 +18,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --no-deps -e .
   echo "$want" > "$stamp"
 fi
-# The C++ time loop of the PreRNN layers (prernn/csrc): built once (~30 s), cached by torch.
-.venv/bin/python -c "import prernn.kernels as k; k.load(required=True)" \
+# The C++ time loop of the PreRNN layers (prernn/recurrent/csrc): built once (~30 s), cached by torch.
+.venv/bin/python -c "import prernn.recurrent.kernels as k; k.load(required=True)" \
   || echo "setup: the C++ time loop did not build; PreRNN layers will use the slower Python loop" >&2

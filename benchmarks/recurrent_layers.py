@@ -21,7 +21,7 @@ import time
 import torch
 from torch import nn
 
-from prernn.cells import CELLS, PreRNNLinear
+from prernn.recurrent import CELLS, PreRNNLinear
 
 COMBOS = [("vrnn", "gate"), ("lstm", "gate"), ("lstm", "sih"), ("gru", "gate"), ("gru", "sih")]
 

@@ -7,8 +7,7 @@ recurrent layers (Yang, Molchanov, Kautz, CVPR 2018). Knows nothing about sweeps
 """
 
 from . import backbones
-from .cells import CELLS, RECURRENT_INITS, VARIANTS, INPUT_INITS, PreRNNLinear
-from .conv_cells import PreRNNConv
+from .recurrent import CELLS, INPUT_INITS, RECURRENT_INITS, VARIANTS, PreRNNConv, PreRNNLinear
 from .convert import PreRNNNetwork, TraditionalNetwork, make_recurrent, make_traditional
 from .params import count_parameters, count_prernn, count_traditional, match_hidden_dim
 

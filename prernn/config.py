@@ -129,7 +129,7 @@ PER_FRAME = ("layers", "activation", "conv_kernel")  # the fields a per-frame CN
 
 def _candidate(model: dict) -> str | None:
     """The shared gate every PreRNN trial had before ``shared_gate`` existed: the candidate."""
-    from .cells import CELLS
+    from .recurrent import CELLS
 
     return CELLS[model["cell"]].candidate if model.get("cell") in CELLS else None
 
@@ -177,7 +177,7 @@ class ModelConfig(Section):
     matched: bool = setting(False, doc="hidden_dim was resolved from 'matched'")
 
     def resolve(self):
-        from .cells import CELLS
+        from .recurrent import CELLS
 
         if isinstance(self.layers, str):  # a single layer name reads as a list of one
             self._set(layers=[self.layers])

@@ -22,8 +22,7 @@ from typing import Sequence
 from torch import Tensor, nn
 
 from .backbones import Backbone
-from .cells import CELLS, PreRecurrent, PreRNNLinear
-from .conv_cells import PreRNNConv
+from .recurrent import CELLS, PreRecurrent, PreRNNConv, PreRNNLinear
 from .registry import UnknownNameError, unknown_name_message
 
 

@@ -21,9 +21,8 @@ from torch import nn
 
 from . import backbones
 from .backbones import Backbone
-from .cells import CELLS
+from .recurrent import CELLS, out_channels
 from .convert import resolve_layers
-from .conv_cells import out_channels
 
 
 def _backbone(backbone: Backbone | str, num_outputs: int | None) -> Backbone:

@@ -1,4 +1,4 @@
-"""The fast time loop of linear PreRNN layers (prernn.bptt: the C++ kernels and the
+"""The fast time loop of linear PreRNN layers (prernn.recurrent.bptt: the C++ kernels and the
 Python loop used without them) against the reference autograd loop: the same
 outputs and the same gradients for every cell, variant and activation."""
 
@@ -8,10 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from prernn import kernels
-from prernn.cells import ACTIVATIONS, CELLS, PreRNNLinear
+from prernn.recurrent import ACTIVATIONS, CELLS, PreRNNLinear, cell_variants, kernels
 
-COMBOS = [(c, v) for c in CELLS for v in ("gate", "sih") if v in CELLS[c].hidden_bias]
+COMBOS = cell_variants()
 
 
 @pytest.fixture(params=["cpp", "python"])
@@ -116,3 +115,16 @@ def test_the_build_targets_the_cpus_capability_under_its_own_name(monkeypatch, c
     built, flags = kernels._target()
     assert built == name
     assert (flag in flags) if flag else not any(f.startswith("-m") for f in flags)
+
+
+def test_the_cpp_enums_are_the_tables_ids():
+    """The C++ loop dispatches on ids: its enums must give each cell and activation tables.py's."""
+    kernels.check_source()  # the real source agrees
+    assert kernels.source_ids("CellId") == {name: CELLS[name].kernel_id for name in CELLS}
+    assert kernels.source_ids("Act") == {name: ACTIVATIONS[name].kernel_id for name in ACTIVATIONS}
+    swapped = kernels.SOURCE.read_text().replace("TANH = 1, SIGMOID = 2", "TANH = 2, SIGMOID = 1")
+    with pytest.raises(ValueError, match=r"enum Act is .*'tanh': 2.*tables.py says"):
+        kernels.check_source(swapped)
+    missing = kernels.SOURCE.read_text().replace(", GRU = 2 }", " }")
+    with pytest.raises(ValueError, match="enum CellId"):
+        kernels.check_source(missing)

@@ -4,11 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from prernn.cells import CELLS, RECURRENT_INITS, PreRNNLinear
-from prernn.conv_cells import PreRNNConv
+from prernn.recurrent import CELLS, RECURRENT_INITS, PreRNNConv, PreRNNLinear, cell_variants
 from prernn.registry import UnknownNameError
 
-COMBOS = [(c, v) for c in CELLS for v in ("gate", "sih") if v in CELLS[c].hidden_bias]
+COMBOS = cell_variants()
 
 
 def randomise_(module: nn.Module) -> None:

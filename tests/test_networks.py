@@ -5,7 +5,7 @@ import torch
 
 import prernn
 from prernn import backbones
-from prernn.cells import CELLS
+from prernn.recurrent import CELLS
 
 COMBOS = [(c, v) for c in CELLS for v in ("gate", "sih") if v in CELLS[c].hidden_bias]
 MINI = [n for n in backbones.names() if n.startswith("mini_")]

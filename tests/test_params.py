@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 import prernn
 from prernn import backbones
-from prernn.cells import CELLS
+from prernn.recurrent import CELLS
 
 MINI = [n for n in backbones.names() if n.startswith("mini_")]
 

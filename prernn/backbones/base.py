@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..cells import ACTIVATIONS
+from ..recurrent import ACTIVATIONS
 
 
 class Backbone(nn.Module):

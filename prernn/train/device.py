@@ -15,9 +15,9 @@ precision
 
 On CUDA, conv backbones run channels-last (NHWC, what cuDNN's tensor-core kernels
 want) with cuDNN autotuning. The linear PreRNN recurrence runs in fp32 under any
-autocast (``prernn.cells.PreRNNLinear``): its input GEMM and its time loop, the
+autocast (``prernn.recurrent.PreRNNLinear``): its input GEMM and its time loop, the
 loop as the Python twin of the CPU's C++ loop (one ``addmm`` and a few fused
-elementwise kernels per step, ``prernn.bptt``). Conv recurrences (ResNet's layer4)
+elementwise kernels per step, ``prernn.recurrent.bptt``). Conv recurrences (ResNet's layer4)
 run their loop in autograd under autocast like the rest of the network.
 All of this is ours: the paper trained on GPUs and publishes none of it.
 """

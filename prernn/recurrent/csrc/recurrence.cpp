@@ -1,9 +1,9 @@
 // The PreRNN time loop on the CPU: the same forward and backward as the Python
-// functions in prernn/bptt.py (which document the buffers and the math), with each
+// functions in prernn/recurrent/loops.py (which document the buffers and the math), with each
 // step's gate math fused into one pass over the (B, H) elements instead of a dozen
 // tensor ops. The per-step GEMMs go through oneDNN's brgemm micro-kernel for float (see
 // `StepGemm`), ATen's otherwise, split with the gate math over torch's threads. Built on
-// first use by prernn/kernels.py, for the CPU's instruction set.
+// first use by prernn/recurrent/kernels.py, for the CPU's instruction set.
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 #include <ATen/native/CPUBlas.h>
@@ -19,6 +19,9 @@ using torch::Tensor;
 
 namespace {
 
+// The ids of prernn/recurrent/tables.py (CELLS[..].kernel_id, ACTIVATIONS[..].kernel_id): kernels.py
+// checks that these enums agree with the tables before it builds this file.
+enum CellId { VRNN = 0, LSTM = 1, GRU = 2 };
 enum Act { RELU = 0, TANH = 1, SIGMOID = 2, IDENTITY = 3 };
 
 template <typename T> inline T sigm(T x) { return T(1) / (T(1) + std::exp(-x)); }
@@ -313,7 +316,7 @@ void check(const Tensor& t, const char* name) {
 }  // namespace
 
 // Returns [hs, *saved] exactly as the Python forward functions do.
-std::vector<Tensor> forward(const std::string& cell, const Tensor& xs, const Tensor& W,
+std::vector<Tensor> forward(int64_t cell, const Tensor& xs, const Tensor& W,
                             const c10::optional<Tensor>& bias, const Tensor& h0, const c10::optional<Tensor>& c0,
                             int64_t a) {
   at::AutoDispatchBelowADInplaceOrView guard;  // plain kernels: skip autograd's dispatch on every op
@@ -325,15 +328,16 @@ std::vector<Tensor> forward(const std::string& cell, const Tensor& xs, const Ten
   AT_DISPATCH_FLOATING_TYPES(xs.scalar_type(), "prernn_forward", [&] {
     with_activation(a, [&](auto act_id) {
       constexpr int A = decltype(act_id)::value;
-      if (cell == "vrnn") {
+      if (cell == VRNN) {
         vrnn_fwd<scalar_t, A>(xs, W, hs);
-      } else if (cell == "lstm") {
+      } else if (cell == LSTM) {
         Tensor cs = xs.new_empty({steps + 1, B, H}), gates = xs.new_empty({steps, B, 4, H}),
                ks = xs.new_empty({steps, B, H});
         cs[0].copy_(*c0);
         lstm_fwd<scalar_t, A>(xs, W, hs, cs, gates, ks);
         out.insert(out.end(), {cs, gates, ks});
       } else {
+        TORCH_CHECK(cell == GRU, "unknown cell id ", cell);
         Tensor rz = xs.new_empty({steps, B, 2, H}), ns = xs.new_empty({steps, B, H}), hn = xs.new_empty({steps, B, H});
         gru_fwd<scalar_t, A>(xs, W, bias, hs, rz, ns, hn);
         out.insert(out.end(), {rz, ns, hn});
@@ -344,7 +348,7 @@ std::vector<Tensor> forward(const std::string& cell, const Tensor& xs, const Ten
 }
 
 // Returns [dxs (T, B, G, H), dhg (T, B, G*H), dh0, dc0 (LSTM only)].
-std::vector<Tensor> backward(const std::string& cell, const Tensor& dhs_in, const Tensor& W, const Tensor& hs,
+std::vector<Tensor> backward(int64_t cell, const Tensor& dhs_in, const Tensor& W, const Tensor& hs,
                              const std::vector<Tensor>& saved, int64_t a) {
   at::AutoDispatchBelowADInplaceOrView guard;
   const Tensor dhs = dhs_in.contiguous();
@@ -354,15 +358,16 @@ std::vector<Tensor> backward(const std::string& cell, const Tensor& dhs_in, cons
   AT_DISPATCH_FLOATING_TYPES(dhs.scalar_type(), "prernn_backward", [&] {
     with_activation(a, [&](auto act_id) {
       constexpr int A = decltype(act_id)::value;
-      if (cell == "vrnn") {
+      if (cell == VRNN) {
         Tensor da = dhs.new_empty({steps, B, 1, H});
         vrnn_bwd<scalar_t, A>(dhs, W, hs, da, dh);
         out = {da, da.view({steps, B, H}), dh};
-      } else if (cell == "lstm") {
+      } else if (cell == LSTM) {
         Tensor da = dhs.new_empty({steps, B, 4, H}), dc = dhs.new_zeros({B, H});
         lstm_bwd<scalar_t, A>(dhs, W, saved[0], saved[1], saved[2], da, dh, dc);
         out = {da, da.view({steps, B, 4 * H}), dh, dc};
       } else {
+        TORCH_CHECK(cell == GRU, "unknown cell id ", cell);
         Tensor dx = dhs.new_empty({steps, B, 3, H}), dhg = dhs.new_empty({steps, B, 3, H});
         gru_bwd<scalar_t, A>(dhs, W, hs, saved[0], saved[1], saved[2], dx, dhg, dh);
         out = {dx, dhg.view({steps, B, 3 * H}), dh};

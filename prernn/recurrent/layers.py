@@ -1,12 +1,12 @@
 """PreRNN recurrence: a pre-trained feedforward layer ``y = φ(W x + b)`` becomes a
 recurrent layer over ``x_1..x_T`` whose hidden size is the layer's own output size.
 
-Cells (``CELLS``):
+Cells (``tables.CELLS``):
   vrnn   h_t = φ(W x_t + b + U h_{t-1})
   lstm   gates i, f, g, o; c_t = σ(a_f)⊙c_{t-1} + σ(a_i)⊙φ(a_g); h_t = σ(a_o)⊙φ(c_t)
   gru    gates r, z, n;  n = φ(a_n^x + r⊙(U_n h + c_n)); h_t = (1-z)⊙n + z⊙h_{t-1}
 
-Variants (``VARIANTS``):
+Variants (``tables.VARIANTS``):
   gate   gate-dependent input-to-hidden: one gate (the shared gate) computes its
          input term with the pre-trained layer itself - the same Parameter objects,
          no copy; every other gate gets new Parameters initialised as copies of W, b.
@@ -27,112 +27,22 @@ What is the paper's and what is ours:
 Efficiency: the input-to-hidden term for all T steps is one batched op over B*T
 (one GEMM for the shared weight, one stacked GEMM for all gate copies); only the
 hidden-to-hidden product runs step by step. A linear layer is one autograd node
-(``prernn.bptt``): one input GEMM for all gates (their weights joined in gate
+(``bptt.py``): one input GEMM for all gates (their weights joined in gate
 order), the loop in C++ on the CPU, and U's gradient for all steps in one GEMM.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..registry import UnknownNameError, unknown_name_message
 from .bptt import LinearRecurrence
-from .registry import Registry, UnknownNameError, unknown_name_message
-
-State = tuple[Tensor, ...]
-Step = Callable[[Tensor, Tensor, State, Callable[[Tensor], Tensor]], State]
-
-
-# --- gate math: xg, hg are (B, G, *hidden) input and hidden terms of one step ---
-
-
-def vrnn_step(xg: Tensor, hg: Tensor, state: State, act) -> State:
-    return (act(xg[:, 0] + hg[:, 0]),)
-
-
-def lstm_step(xg: Tensor, hg: Tensor, state: State, act) -> State:
-    _, c = state
-    i, f, g, o = (xg + hg).unbind(1)
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * act(g)
-    return torch.sigmoid(o) * act(c), c
-
-
-def gru_step(xg: Tensor, hg: Tensor, state: State, act) -> State:
-    (h,) = state
-    r = torch.sigmoid(xg[:, 0] + hg[:, 0])
-    z = torch.sigmoid(xg[:, 1] + hg[:, 1])
-    n = act(xg[:, 2] + r * hg[:, 2])
-    return ((1 - z) * n + z * h,)
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One recurrence: its gates (in torch's order), the default shared gate, its step,
-    torch's traditional equivalent, and which gates carry a hidden bias per variant."""
-
-    gates: tuple[str, ...]
-    candidate: str
-    step: Step
-    torch_rnn: type[nn.RNNBase]
-    states: int
-    hidden_bias: dict[str, tuple[str, ...]]
-
-    def check_variant(self, name: str, variant: str) -> None:
-        if variant not in VARIANTS:
-            raise UnknownNameError(unknown_name_message("variant", variant, list(VARIANTS)))
-        if variant not in self.hidden_bias:
-            allowed = [v for v in VARIANTS if v in self.hidden_bias]
-            raise ValueError(
-                f"variant {variant!r} is not defined for cell {name!r} (allowed: {', '.join(allowed)}); "
-                "PreRNN-SIH exists for lstm and gru only"
-            )
-
-
-CELLS: Registry[Cell] = Registry("cell")
-CELLS.register("vrnn")(Cell(("h",), "h", vrnn_step, nn.RNN, 1, {"gate": ()}))
-CELLS.register("lstm")(
-    Cell(("i", "f", "g", "o"), "g", lstm_step, nn.LSTM, 2, {"gate": (), "sih": ("i", "f", "g", "o")})
-)
-CELLS.register("gru")(
-    Cell(("r", "z", "n"), "n", gru_step, nn.GRU, 1, {"gate": ("n",), "sih": ("r", "z", "n")})
-)
-
-VARIANTS = ("gate", "sih")
-INPUT_INITS = ("pretrained", "random")
-
-ACTIVATIONS: Registry[Callable[[Tensor], Tensor]] = Registry("activation")
-ACTIVATIONS.register("relu")(torch.relu)
-ACTIVATIONS.register("tanh")(torch.tanh)
-ACTIVATIONS.register("sigmoid")(torch.sigmoid)
-ACTIVATIONS.register("identity")(lambda x: x)
-
-
-# --- recurrent weight initialisation, per gate block (H, H) or (C, C, k, k) ---
-
-RECURRENT_INITS: Registry[Callable[[Tensor], object]] = Registry("recurrent init")
-RECURRENT_INITS.register("zeros")(nn.init.zeros_)
-RECURRENT_INITS.register("orthogonal")(nn.init.orthogonal_)
-RECURRENT_INITS.register("xavier")(nn.init.xavier_uniform_)
-
-
-@RECURRENT_INITS.register("identity")
-def _identity_(block: Tensor) -> None:
-    if block.dim() == 2:
-        nn.init.eye_(block)
-    else:  # a k x k conv that passes each channel through unchanged
-        nn.init.dirac_(block)
-
-
-def init_recurrent_(weight: Tensor, gates: int, how: str) -> None:
-    init = RECURRENT_INITS[how]
-    with torch.no_grad():
-        for block in weight.chunk(gates, dim=0):
-            init(block)
+from .steps import State
+from .tables import ACTIVATIONS, CELLS, INPUT_INITS, init_recurrent_
 
 
 def reset_(module: nn.Module) -> None:
@@ -223,7 +133,7 @@ class PreRecurrent(nn.Module):
 class PreRNNLinear(PreRecurrent):
     """A pre-trained ``nn.Linear`` (W: H x D) made recurrent with hidden size H.
 
-    It runs as one autograd node with hand-written BPTT (``prernn.bptt``; how it
+    It runs as one autograd node with hand-written BPTT (``bptt.py``; how it
     compares with torch's fused RNNs is in BENCHMARKS.md); ``fast = False`` on an
     instance selects the reference path (input terms, then the loop in autograd)."""
 

@@ -9,7 +9,7 @@ final ReLU (how ResNet50's last bottleneck becomes recurrent; see
 Ours, not the paper's: k defaults to 3 (ConvLSTM's usual choice; configurable);
 gate copies of a conv input term are separate deep copies run one after another,
 since a residual block cannot be stacked into one convolution. Everything else
-(gates, variants, initialisation) is exactly as in ``prernn.cells``.
+(gates, variants, initialisation) is exactly as in ``layers.py``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .cells import PreRecurrent, init_recurrent_, reset_
+from .layers import PreRecurrent, reset_
+from .tables import init_recurrent_
 
 
 def out_channels(layer: nn.Module) -> int:

@@ -1,7 +1,7 @@
 """The fast time loop of linear PreRNN layers: the recurrence with hand-written BPTT.
 
 ``LinearRecurrence`` computes exactly what ``PreRNNLinear``'s reference path
-(``cells.py``: input terms, then the loop through autograd) computes, as one
+(``layers.py``: input terms, then ``steps.py`` through autograd) computes, as one
 autograd node:
 
 * forward: per step one ``addmm`` for ``U h_{t-1}`` (+ bias) and a handful of
@@ -13,10 +13,10 @@ autograd node:
   per-step weight-gradient writes are much of what makes autograd's loop slow),
   and the hidden bias's is one sum.
 
-On the CPU the loop runs in C++ (``prernn/csrc/recurrence.cpp``: each step's gate
+On the CPU the loop runs in C++ (``csrc/recurrence.cpp``: each step's gate
 math fused into one vectorised pass, the step GEMM through oneDNN's brgemm
-micro-kernel, both split over torch's threads); the Python functions below are its
-twin, used on GPUs and where the extension cannot be built (``prernn.kernels``).
+micro-kernel, both split over torch's threads); ``loops.py`` is its twin in Python,
+used on GPUs and where the extension cannot be built (``kernels.py``).
 
 The input terms of all T steps are batched GEMMs inside the node (forward and
 backward), so autograd sees one node per layer. Derivatives of φ are taken from its output (relu, tanh, sigmoid,
@@ -31,128 +31,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from . import kernels
-
-aten = torch.ops.aten
-
-#: φ(a) and dL/da from (dL/dφ, φ(a)) for every activation a PreRNN layer may use.
-FORWARD = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "identity": lambda a: a}
-BACKWARD = {
-    "relu": lambda g, y: aten.threshold_backward(g, y, 0),
-    "tanh": aten.tanh_backward,
-    "sigmoid": aten.sigmoid_backward,
-    "identity": lambda g, y: g,
-}
-
-
-# Each cell: forward(xs, W, bias, h0, c0, act) -> (hs (T+1, B, H) with h0 first, saved) and
-# backward(dhs (T, B, H), W, hs, saved, act_grad) -> (dxs (T, B, G, H), dhg (T, B, G*H), dh0[, dc0 for LSTM]).
-# xs is time-major (T, B, G, H); dhg is the gradient of the hidden term U h_{t-1} + bias.
-
-
-def vrnn_forward(xs, W, bias, h0, c0, act):
-    T, B, _, H = xs.shape
-    xs = xs.reshape(T, B, H)
-    hs = xs.new_empty(T + 1, B, H)
-    hs[0] = h0
-    Wt = W.t()
-    for t in range(T):
-        hs[t + 1] = act(torch.addmm(xs[t], hs[t], Wt))
-    return hs, ()
-
-
-def vrnn_backward(dhs, W, hs, saved, act_grad):
-    T, B, H = dhs.shape
-    da = dhs.new_empty(T, B, H)
-    dh = dhs.new_zeros(B, H)
-    for t in reversed(range(T)):
-        da[t] = act_grad(dhs[t] + dh, hs[t + 1])
-        dh = da[t] @ W
-    return da.unsqueeze(2), da, dh
-
-
-def lstm_forward(xs, W, bias, h0, c0, act):
-    T, B, G, H = xs.shape
-    hs, cs = xs.new_empty(T + 1, B, H), xs.new_empty(T + 1, B, H)
-    hs[0], cs[0] = h0, c0
-    gates = xs.new_empty(T, B, G, H)  # σ(i), σ(f), φ(g), σ(o)
-    ks = xs.new_empty(T, B, H)  # φ(c_t)
-    Wt = W.t()
-    for t in range(T):
-        a = torch.addmm(xs[t].reshape(B, G * H), hs[t], Wt).view(B, G, H)
-        gt = gates[t]
-        torch.sigmoid(a, out=gt)
-        gt[:, 2] = act(a[:, 2])
-        i, f, g, o = gt.unbind(1)
-        torch.addcmul(f * cs[t], i, g, out=cs[t + 1])
-        ks[t] = act(cs[t + 1])
-        torch.mul(o, ks[t], out=hs[t + 1])
-    return hs, (cs, gates, ks)
-
-
-def lstm_backward(dhs, W, hs, saved, act_grad):
-    cs, gates, ks = saved
-    T, B, G, H = gates.shape
-    da = dhs.new_empty(T, B, G, H)
-    dgates = dhs.new_empty(B, G, H)
-    dh, dc = dhs.new_zeros(B, H), dhs.new_zeros(B, H)
-    for t in reversed(range(T)):
-        i, f, g, o = gates[t].unbind(1)
-        dh = dhs[t] + dh
-        dc = dc + act_grad(dh * o, ks[t])
-        torch.mul(dc, g, out=dgates[:, 0])
-        torch.mul(dc, cs[t], out=dgates[:, 1])
-        torch.mul(dh, ks[t], out=dgates[:, 3])
-        aten.sigmoid_backward.grad_input(dgates, gates[t], grad_input=da[t])
-        da[t, :, 2] = act_grad(dc * i, g)
-        dc = dc * f
-        dh = da[t].view(B, G * H) @ W
-    return da, da.view(T, B, G * H), dh, dc
-
-
-def gru_forward(xs, W, bias, h0, c0, act):
-    T, B, G, H = xs.shape
-    hs = xs.new_empty(T + 1, B, H)
-    hs[0] = h0
-    rz = xs.new_empty(T, B, 2, H)  # σ(r), σ(z)
-    ns = xs.new_empty(T, B, H)  # φ(a_n)
-    hn = xs.new_empty(T, B, H)  # (U h + c)_n
-    Wt = W.t()
-    for t in range(T):
-        hg = (torch.mm(hs[t], Wt) if bias is None else torch.addmm(bias, hs[t], Wt)).view(B, G, H)
-        torch.sigmoid(xs[t, :, :2] + hg[:, :2], out=rz[t])
-        hn[t] = hg[:, 2]
-        ns[t] = act(torch.addcmul(xs[t, :, 2], rz[t, :, 0], hg[:, 2]))
-        torch.lerp(ns[t], hs[t], rz[t, :, 1], out=hs[t + 1])  # (1 - z) n + z h
-    return hs, (rz, ns, hn)
-
-
-def gru_backward(dhs, W, hs, saved, act_grad):
-    rz, ns, hn = saved
-    T, B, _, H = rz.shape
-    dx = dhs.new_empty(T, B, 3, H)
-    dhg = dhs.new_empty(T, B, 3, H)
-    drz = dhs.new_empty(B, 2, H)
-    dh = dhs.new_zeros(B, H)
-    for t in reversed(range(T)):
-        r, z = rz[t].unbind(1)
-        dh = dhs[t] + dh
-        dn = act_grad(dh - dh * z, ns[t])
-        dx[t, :, 2] = dn
-        torch.mul(dn, hn[t], out=drz[:, 0])
-        torch.mul(dh, hs[t] - ns[t], out=drz[:, 1])
-        aten.sigmoid_backward.grad_input(drz, rz[t], grad_input=dhg[t, :, :2])
-        dx[t, :, :2] = dhg[t, :, :2]
-        torch.mul(dn, r, out=dhg[t, :, 2])
-        dh = torch.addmm(dh * z, dhg[t].view(B, 3 * H), W)
-    return dx, dhg.view(T, B, 3 * H), dh
-
-
-CELLS = {
-    "vrnn": (vrnn_forward, vrnn_backward),
-    "lstm": (lstm_forward, lstm_backward),
-    "gru": (gru_forward, gru_backward),
-}
-
+from .tables import ACTIVATIONS, CELLS
 
 def _in_gate_order(shared: Tensor, copies: Tensor, index: int) -> Tensor:
     """The shared term's rows and the stacked gate copies' rows as one (G*H, ...) tensor in the
@@ -186,11 +65,11 @@ class LinearRecurrence(torch.autograd.Function):
             xs = xs + hidden_bias.view(G, H)
         xs = xs.contiguous().view(T, B, G, H)  # a copy only for SIH's expanded shared term
         ctx.kernels = kernels.load() if xs.device.type == "cpu" else None
+        c, act = CELLS[cell], ACTIVATIONS[activation]
         if ctx.kernels is not None:
-            hs, *saved = ctx.kernels.forward(cell, xs, weight_hh, hidden_bias, h0, c0,
-                                             kernels.ACTIVATION_IDS[activation])
+            hs, *saved = ctx.kernels.forward(c.kernel_id, xs, weight_hh, hidden_bias, h0, c0, act.kernel_id)
         else:
-            hs, saved = CELLS[cell][0](xs, weight_hh, hidden_bias, h0, c0, FORWARD[activation])
+            hs, saved = c.forward(xs, weight_hh, hidden_bias, h0, c0, act.fn)
         ctx.cell, ctx.activation, ctx.shared = cell, activation, shared
         ctx.saved = saved
         ctx.save_for_backward(xt, weight, weights, weight_hh, hs)
@@ -201,11 +80,11 @@ class LinearRecurrence(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         xt, weight, weights, weight_hh, hs = ctx.saved_tensors
         dhs = grad.transpose(0, 1)
+        c, act = CELLS[ctx.cell], ACTIVATIONS[ctx.activation]
         if ctx.kernels is not None:
-            act = kernels.ACTIVATION_IDS[ctx.activation]
-            dxs, dhg, dh0, *dc0 = ctx.kernels.backward(ctx.cell, dhs, weight_hh, hs, ctx.saved, act)
+            dxs, dhg, dh0, *dc0 = ctx.kernels.backward(c.kernel_id, dhs, weight_hh, hs, ctx.saved, act.kernel_id)
         else:
-            dxs, dhg, dh0, *dc0 = CELLS[ctx.cell][1](dhs, weight_hh, hs, ctx.saved, BACKWARD[ctx.activation])
+            dxs, dhg, dh0, *dc0 = c.backward(dhs, weight_hh, hs, ctx.saved, act.grad)
         ctx.saved = None
         T, B, G, H = dxs.shape
         N = T * B

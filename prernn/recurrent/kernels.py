@@ -1,15 +1,17 @@
-"""The C++ time loop (``prernn/csrc/recurrence.cpp``), built on first use.
+"""The C++ time loop (``csrc/recurrence.cpp``), built on first use.
 
 ``load()`` compiles the extension with torch's JIT C++ builder (g++ and ninja; about
 30 s once, then cached under ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``
 and shared by every process on the machine) and returns it, or ``None`` when it
-cannot be built - then ``prernn.bptt`` runs the same loop in Python, slower on the
+cannot be built - then ``loops.py`` runs the same loop in Python, slower on the
 CPU (see BENCHMARKS.md), with one warning. ``PRERNN_KERNELS=0`` turns it off.
 ``setup.sh`` builds it, so a sweep does not pay the compile in its first trial.
 
 It is built with OpenMP (torch's ``at::parallel_for``) and for the instruction set
 torch itself uses on this CPU (AVX-512, AVX2 or neither), each under its own module
-name, so that machines of different kinds can share one build cache.
+name, so that machines of different kinds can share one build cache. Its cell and
+activation ids are ``tables.py``'s: ``check_source`` compares the C++ enums with the
+tables before every build.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import warnings
 from pathlib import Path
 
 SOURCE = Path(__file__).parent / "csrc" / "recurrence.cpp"
-ACTIVATION_IDS = {"relu": 0, "tanh": 1, "sigmoid": 2, "identity": 3}  # the C++ `Act` enum
 
 _module = None
 _tried = False
@@ -47,6 +49,30 @@ def _target() -> tuple[str, list[str]]:
     return f"prernn_recurrence_{suffix}", [*flags, f"-DCPU_CAPABILITY=prernn_{suffix}"]
 
 
+def source_ids(enum: str, source: str | None = None) -> dict[str, int]:
+    """The C++ ``enum <enum> { NAME = id, ... }`` as {"name": id}."""
+    text = SOURCE.read_text() if source is None else source
+    body = re.search(rf"enum {enum} \{{([^}}]*)\}}", text)
+    if body is None:
+        raise ValueError(f"{SOURCE.name} has no `enum {enum}`")
+    return {name.lower(): int(i) for name, i in re.findall(r"(\w+)\s*=\s*(\d+)", body.group(1))}
+
+
+def check_source(source: str | None = None) -> None:
+    """The C++ enums give every cell and activation the kernel id ``tables.py`` gives it
+    (raises ValueError naming each disagreement)."""
+    from .tables import ACTIVATIONS, CELLS
+
+    problems = []
+    for enum, table in (("CellId", CELLS), ("Act", ACTIVATIONS)):
+        want = {name: table[name].kernel_id for name in table}
+        have = source_ids(enum, source)
+        if have != want:
+            problems.append(f"enum {enum} is {have}, tables.py says {want}")
+    if problems:
+        raise ValueError(f"{SOURCE} disagrees with prernn/recurrent/tables.py: " + "; ".join(problems))
+
+
 def load(required: bool = False):
     global _module, _tried
     if _tried and not required:
@@ -63,6 +89,7 @@ def load(required: bool = False):
     try:
         from torch.utils.cpp_extension import load as build
 
+        check_source()
         name, flags = _target()
         _module = build(name, [str(SOURCE)], extra_cflags=["-O3", "-fopenmp", *flags],
                         extra_ldflags=["-fopenmp"])  # OpenMP: at::parallel_for is a pragma in a header
