@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from records import Status
+
 from . import stats
 from .tables import CELL_NAMES
 
@@ -100,7 +102,7 @@ def _columns(selector: dict) -> dict:
 
 def arm(df: pd.DataFrame, selector: dict, metric: str) -> dict:
     """seed -> the arm's metric (the mean over its trials of that seed), completed trials only."""
-    mask = df.status == "completed"
+    mask = df.status == Status.COMPLETED
     for col, value in selector.items():
         if col == "model.hidden_dim" and value == "matched":
             mask &= df["model.matched"].fillna(False).astype(bool)

@@ -21,28 +21,24 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-MISSING = "missing"  # expected by the spec, no row in the store
+from records import BAD, Status, Store, flatten
+
+MISSING = Status.MISSING  # expected by the spec, no row in the store
 
 
 def load_trials(sweep_dir: str | Path, task: str) -> pd.DataFrame:
     """The store's trials table (one row per recorded trial), in the store's schema."""
-    from launch.store import Store
-
     return Store(sweep_dir, task).trials().to_pandas()
 
 
 def load_epochs(sweep_dir: str | Path, task: str) -> pd.DataFrame:
     """The store's per-epoch table (one row per finished epoch of each trial)."""
-    from launch.store import Store
-
     return Store(sweep_dir, task).epochs().to_pandas()
 
 
 def trials(sweep_dir: str | Path, task: str, expected=None) -> pd.DataFrame:
-    """Recorded trials, plus a ``missing`` row for every expected trial (``launch.expand.Trial``s)
+    """Recorded trials, plus a ``missing`` row for every expected trial (``launch.expand.Trial``s, or anything with id, label, config)
     that has none; config columns of missing rows come from the expected config."""
-    from launch.store import flatten
-
     df = load_trials(sweep_dir, task)
     have = set(df.id)
     rows = [{"id": t.id, "label": t.label, "status": MISSING, **flatten(t.config)}
@@ -55,7 +51,7 @@ def aggregate(df: pd.DataFrame, by: list[str], metric: str) -> pd.DataFrame:
     trials failed/diverged or are missing. Groups with no completed trial keep n = 0."""
     if not len(df):
         return pd.DataFrame(columns=[*by, "n", "mean", "std", "ci_low", "ci_high", "failed", "missing"])
-    d = df.assign(_done=df.status == "completed", _failed=df.status.isin(["failed", "diverged"]),
+    d = df.assign(_done=df.status == Status.COMPLETED, _failed=df.status.isin(BAD),
                   _missing=df.status == MISSING)
     d["_value"] = d[metric].where(d._done) if metric in d else np.nan
     g = d.groupby(by, dropna=False, sort=True)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from records import Status
+
 from .data import aggregate
 from .tables import CELL_NAMES
 
@@ -35,7 +37,7 @@ def _half(agg: pd.DataFrame) -> np.ndarray:
 def hidden_size_data(trials: pd.DataFrame, metric: str) -> list[dict]:
     """Per cell: traditional (non-matched) hidden sizes, mean and CI half-width; the PreRNN mean."""
     trad = trials[(trials["model.model"] == "traditional") & ~trials["model.matched"].fillna(False).astype(bool)
-                  & (trials.status == "completed")]
+                  & (trials.status == Status.COMPLETED)]
     if trad["model.hidden_dim"].nunique() < 2:  # no sizes to put on an axis
         return []
     trad = trad.assign(h=trad["model.hidden_dim"].astype(int))
@@ -161,8 +163,8 @@ def timeline(data: list[dict], title: str = "Trial timeline"):
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for status, colour in (("completed", "#2ca02c"), ("pruned", "#9467bd"), ("failed", "#d62728"),
-                           ("diverged", "#8c564b")):
+    for status, colour in ((Status.COMPLETED, "#2ca02c"), (Status.PRUNED, "#9467bd"), (Status.FAILED, "#d62728"),
+                           (Status.DIVERGED, "#8c564b")):
         rows = [d for d in data if d["status"] == status]
         if not rows:
             continue

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from records import GOOD
+
 from . import figures
-from .data import MISSING, load_epochs, trials as load_trials
+from .data import MISSING, load_epochs, trials as expected_trials
 from .tables import LAYOUTS, cell_values, references, table, wide
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}
@@ -56,7 +58,7 @@ def build(spec, expected, sweep_dir: str | Path) -> str:
 
     task = TASKS[spec.task]
     metric = task.primary
-    df = load_trials(sweep_dir, spec.task, expected)
+    df = expected_trials(sweep_dir, spec.task, expected)
     epochs = load_epochs(sweep_dir, spec.task)
     s = summarize(df, spec, metric, task.mode)
     parts = [f"<h1>{html.escape(spec.name)}: {html.escape(spec.description or spec.task)}</h1>",
@@ -126,7 +128,7 @@ def build(spec, expected, sweep_dir: str | Path) -> str:
     prov = provenance(df, spec)
     parts.append("<h2>Provenance</h2>" + _table_html(pd.DataFrame(list(prov.items()), columns=["", "value"])))
     cols = [c for c in ("label", "seed", "status", metric, "epochs_done", "wall_seconds", "id") if c in df]
-    bad = df[~df.status.isin(["completed", "pruned"])] if len(df) else df
+    bad = df[~df.status.isin(GOOD)] if len(df) else df
     parts.append(f"<h2>Trials that did not complete ({len(bad)})</h2>")
     if len(bad):
         parts.append(_table_html(bad[[c for c in ("label", "seed", "status", "error", "id") if c in bad]]

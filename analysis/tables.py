@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from records import PAPER_TABLES, Status
+
 from .data import aggregate
 
 REFERENCE = Path(__file__).parent / "reference"
@@ -95,6 +97,8 @@ LAYOUTS = {
     "table3": (_columns_table3, _paper_table3, ["prernn pretrained", "prernn random", "prernn-sih pretrained",
                                                 "prernn-sih random", "traditional"]),
 }
+if tuple(LAYOUTS) != PAPER_TABLES:  # a spec's `reference:` takes records.PAPER_TABLES
+    raise RuntimeError(f"analysis.tables.LAYOUTS lays out {tuple(LAYOUTS)}, records.PAPER_TABLES names {PAPER_TABLES}")
 
 
 def _order_table1(columns) -> list[str]:
@@ -114,7 +118,7 @@ def cells(trials: pd.DataFrame, name: str) -> pd.DataFrame:
 def cell_values(trials: pd.DataFrame, name: str, metric: str) -> pd.DataFrame:
     """Every completed seed's value per cell: row, column, seed, value."""
     df = cells(trials, name)
-    df = df[df.status == "completed"]
+    df = df[df.status == Status.COMPLETED]
     return pd.DataFrame({"row": df.row, "column": df.column, "seed": df.seed, "value": df[metric]})
 
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
-from launch.backends import BACKENDS, Job  # noqa: E402
+from launch.backends import Job, create  # noqa: E402
 from launch.expand import expand  # noqa: E402
 from launch.spec import SweepSpec  # noqa: E402
 from prernn.settings import parse  # noqa: E402
@@ -48,14 +48,14 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--ray-address")
     a = p.parse_args()
-    # the CLI's options for every backend, as launch/sweep.py would pass them
-    a.max_failures, a.asha, a.wait, a.array_parallelism = 0, False, True, None
-    a.partition = a.account = a.qos = a.constraint = a.gpus_per_node = None
+    # each backend's options as the command line would give them
+    options = {"local": {"workers": a.workers, "max_failures": 0}, "ray": {"ray_address": a.ray_address, "max_failures": 0},
+               "slurm": {"wait": True}}[a.backend]
     spec = parse(SweepSpec, {**TRIVIAL, "seeds": list(range(a.trials))})
     trials = expand(spec)
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as root:  # SLURM jobs must see it
         jobs = [Job(t.id, t.config.to_dict(), root, {"sweep": "overhead", "profile": "mini", "label": t.label}) for t in trials]
-        backend = BACKENDS[a.backend]().from_cli(a, spec)
+        backend = create(a.backend, spec, options)
         start, wall_start = time.perf_counter(), time.time()
         backend.run(jobs, Quiet())
         makespan = time.perf_counter() - start

@@ -8,9 +8,7 @@ NaN/inf loss as ``diverged``, with the error, so the rest of the sweep goes on.
 from __future__ import annotations
 
 import fcntl
-import functools
 import os
-import platform
 import socket
 import threading
 import time
@@ -22,8 +20,9 @@ import torch
 from prernn.config import TrialConfig
 from prernn.train.device import DeviceUnavailable, Placement
 from prernn.trial import Diverged, run_trial
+from records import Outcome, Status, trial_row
 
-from .store import Store, flatten
+from .backends.base import Job
 
 
 HEARTBEAT_SECONDS = 10.0  # how often a running trial touches runs/<id>/heartbeat
@@ -68,18 +67,19 @@ def placement(cfg: TrialConfig, gpus: float = 0) -> Placement:
     return place
 
 
-def execute(trial_id: str, config: dict, store_root: str, meta: dict, report=None) -> str:
-    """Run the trial whose resolved config is ``config`` (plain data, as in its row: the
-    typed ``TrialConfig`` is rebuilt and re-checked here). meta: sweep, profile, label,
+def execute(job: Job, report=None) -> Status:
+    """Run ``job`` (its resolved config is plain data, as in its row: the typed
+    ``TrialConfig`` is rebuilt and re-checked here). ``job.meta``: sweep, profile, label,
     git_commit, worker, gpus (the trial's ``resources.gpus``). ``report(row)`` is called
-    after each epoch (e.g. Ray Tune's, for early stopping). Returns the recorded status."""
-    store = Store(store_root, config["task"])
+    after each epoch (Ray Tune's scheduler; a search's trial reports to its study by itself).
+    Returns the recorded status."""
+    store, trial_id, meta = job.store, job.trial_id, job.meta
     run_dir = store.run_dir(trial_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     claim = open(run_dir / ".lock", "w")  # one runner per trial at a time, whoever started it
     fcntl.flock(claim, fcntl.LOCK_EX)
-    if store.status(trial_id) == "completed":  # someone else finished it while we waited
-        return "completed"
+    if store.status(trial_id) == Status.COMPLETED:  # someone else finished it while we waited
+        return Status.COMPLETED
     log_file = open(run_dir / "log.txt", "a", buffering=1)
 
     def log(msg: str) -> None:
@@ -94,35 +94,41 @@ def execute(trial_id: str, config: dict, store_root: str, meta: dict, report=Non
         if report and all(v == v for v in row.values() if isinstance(v, float)):  # epochs that were evaluated
             report(row)
 
-    started, t0, c0 = datetime.now(timezone.utc), time.monotonic(), time.process_time()
+    started, wall, cpu = datetime.now(timezone.utc), time.monotonic(), time.process_time()
     log(f"start {meta.get('label', '')} on {socket.gethostname()} pid {os.getpid()} worker {meta.get('worker')}")
-    metrics, parameters, error, where = {}, None, None, {}
+    where = {}
     try:
-        cfg = TrialConfig.from_dict(config)
+        cfg = TrialConfig.from_dict(job.config)
+        if report is None and "optuna" in meta:  # a search's trial reports to its study
+            from .search import reporter
+
+            report = reporter(job)
         with Heartbeat(run_dir / "heartbeat"):
             place = placement(cfg, meta.get("gpus", 0))
             where = {"device": place.name, "gpu": place.gpu}
             result = run_trial(cfg, run_dir, on_epoch=on_epoch, log=log, place=place)
-        status, metrics, parameters = "completed", result["metrics"], result["parameters"]
-        history = result["history"]
+        outcome = Outcome(Status.COMPLETED, history=result["history"], metrics=result["metrics"],
+                          parameters=result["parameters"], **where)
     except Pruned:
-        status = "pruned"
-        metrics = TrialConfig.final_metrics(history[-1])
+        outcome = Outcome.stopped(Status.PRUNED, history, **where)
     except Diverged as e:
-        status, error = "diverged", f"Diverged: {e}"
+        outcome = Outcome(Status.DIVERGED, f"Diverged: {e}", history, **where)
     except Exception as e:  # noqa: BLE001  - any trial error is recorded, not raised
-        status, error = "failed", f"{type(e).__name__}: {e}"
+        outcome = Outcome(Status.FAILED, f"{type(e).__name__}: {e}", history, **where)
         log(traceback.format_exc())
-    log(f"{status}" + (f": {error}" if error else ""))
+    log(f"{outcome.status}" + (f": {outcome.error}" if outcome.error else ""))
     log_file.close()
-    record(store, trial_id, config, meta, status, error, history, metrics, parameters, started, t0, c0, **where)
-    return status
+    outcome.started_at = started
+    outcome.wall_seconds, outcome.cpu_seconds = time.monotonic() - wall, time.process_time() - cpu
+    store.write_trial(trial_row(trial_id, job.config, meta, outcome))
+    return outcome.status
 
 
-def record_stopped(job, status: str, started: datetime | None = None, error: str | None = None) -> None:
+def record_stopped(job: Job, status: Status, error: str | None = None) -> None:
     """Record a trial that ended before it could record itself (ASHA pruned it, its
-    worker died): its last finished epoch's metrics, and ``status``."""
-    store = Store(job.store_root, job.config["task"])
+    worker died): its last finished epoch's metrics, and ``status``. It ran elsewhere:
+    its wall and CPU time are unknown here (null), not zero."""
+    store = job.store
     if store.status(job.trial_id) is not None:
         return
     path = store.epochs_dir / f"{job.trial_id}.parquet"
@@ -131,33 +137,7 @@ def record_stopped(job, status: str, started: datetime | None = None, error: str
         import pyarrow.parquet as pq
 
         history = pq.read_table(path).to_pylist()
-    metrics = TrialConfig.final_metrics(history[-1]) if history else {}
-    # the trial ran elsewhere: its wall and CPU time are unknown here (null), not zero
-    record(store, job.trial_id, job.config, job.meta, status, error, history, metrics, None,
-           started or datetime.now(timezone.utc), None, None)
-
-
-@functools.cache
-def hardware() -> str:
-    """What the trial ran on, e.g. 'x86_64, 2 CPUs, torch 2.14.1, no GPU' (for the report's provenance)."""
-    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
-    gpu = ", ".join(f"{n} x{gpus.count(n)}" for n in dict.fromkeys(gpus)) or "no GPU"
-    return f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__.split('+')[0]}, {gpu}"
-
-
-def record(store: Store, trial_id: str, config: dict, meta: dict, status: str, error: str | None,
-           history: list, metrics: dict, parameters: int | None, started, t0: float | None,
-           c0: float | None, device: str | None = None, gpu: str | None = None) -> None:
-    store.write_trial({
-        "id": trial_id, "sweep": meta["sweep"], "profile": meta["profile"], "label": meta.get("label"),
-        "status": status, "error": error, "epochs_done": len(history), "parameters": parameters,
-        "wall_seconds": None if t0 is None else time.monotonic() - t0,
-        "cpu_seconds": None if c0 is None else time.process_time() - c0,
-        "host": socket.gethostname(), "pid": os.getpid(), "worker": meta.get("worker"), "hardware": hardware(),
-        "device": device, "gpu": gpu,
-        "git_commit": meta.get("git_commit"), "started_at": started, "finished_at": datetime.now(timezone.utc),
-        **flatten(config), **metrics,
-    })
+    store.write_trial(trial_row(job.trial_id, job.config, job.meta, Outcome.stopped(status, history, error=error)))
 
 
 def ensure_pretrained(configs: list[TrialConfig], log=print) -> None:

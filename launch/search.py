@@ -1,34 +1,29 @@
-"""Optuna search (a spec's ``search:``): sampled trials run and are stored like any other.
+"""Optuna search (a spec's ``search:``): the search produces trials, any backend runs them.
 
-Each sampled point overrides the grid's first block, is expanded and validated
-like a grid point, and becomes a content-addressed trial in the store: a point
-already completed there is not rerun, its stored value is given to Optuna. The
-per-epoch primary metric feeds the pruner; a pruned trial is recorded as
-``pruned`` with its last epoch. The study lives in a storage that concurrent
-workers share: a journal file in the sweep directory by default, or an RDB URL
-(``--optuna-storage``) on a cluster.
+The launcher asks the study for as many points as the backend runs at once
+(``Backend.slots``), turns each into a trial - it overrides the grid's first block,
+is expanded and validated like a grid point, and is content-addressed in the store
+(a point already completed there is not rerun, its stored value is told to Optuna) -
+runs them on the backend like grid trials, tells the study how each ended, and asks
+again until the study holds ``n_trials``. A running trial reports its per-epoch
+primary metric to the study itself (``reporter``: the study's storage is shared, a
+journal file in the sweep directory by default or an RDB URL, ``--optuna-storage``,
+on a cluster) and stops when the pruner says so; it is recorded as ``pruned`` with
+its last epoch. Ours: points are asked a batch at a time, so a batch waits for its
+slowest trial before the next is sampled.
 """
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ProcessPoolExecutor, wait
 from pathlib import Path
 
 import optuna
 
-from prernn.settings import parse, to_dict
+from records import Status
 
+from .backends import Job
 from .expand import Trial, expand
 from .spec import SpecError, SweepSpec
-
-
-def distribution(p) -> optuna.distributions.BaseDistribution:
-    if p.choices is not None:
-        return optuna.distributions.CategoricalDistribution(p.choices)
-    if p.integer:
-        return optuna.distributions.IntDistribution(int(p.low), int(p.high), log=p.log)
-    return optuna.distributions.FloatDistribution(p.low, p.high, log=p.log)
 
 
 def suggest(trial: optuna.Trial, name: str, p):
@@ -39,19 +34,26 @@ def suggest(trial: optuna.Trial, name: str, p):
     return trial.suggest_float(name, p.low, p.high, log=p.log)
 
 
-def sampler(spec: SweepSpec, worker: int = 0) -> optuna.samplers.BaseSampler:
-    """Each worker samples with its own seed (same seeds would propose the same points)."""
+def sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
     s = spec.search
     if s.sampler == "grid":  # the spec guarantees choices for every parameter
-        return optuna.samplers.GridSampler({k: p.choices for k, p in s.space.items()}, seed=s.seed + worker)
-    return {"tpe": optuna.samplers.TPESampler,
-            "random": optuna.samplers.RandomSampler}[s.sampler](seed=s.seed + worker)
+        return optuna.samplers.GridSampler({k: p.choices for k, p in s.space.items()}, seed=s.seed)
+    return {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}[s.sampler](seed=s.seed)
+
+
+_PRUNERS = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+            "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+            "none": optuna.pruners.NopPruner}
 
 
 def pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
-    return {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
-            "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
-            "none": optuna.pruners.NopPruner}[spec.search.pruner]()
+    return _PRUNERS[spec.search.pruner]()
+
+
+def _task(spec: SweepSpec):
+    from prernn.tasks import TASKS
+
+    return TASKS[spec.task]
 
 
 def storage(store_root: Path, url: str | None):
@@ -68,81 +70,64 @@ def trial_for(spec: SweepSpec, params: dict) -> Trial:
     return expand(spec.replace(grid=[block]), "search")[0]
 
 
-def load_study(spec: SweepSpec, store_root: Path, url: str | None, worker: int = 0) -> optuna.Study:
-    from prernn.tasks import TASKS
-
-    direction = "minimize" if TASKS[spec.task].mode == "min" else "maximize"
+def load_study(spec: SweepSpec, store_root: Path, url: str | None) -> optuna.Study:
+    direction = "minimize" if _task(spec).mode == "min" else "maximize"
     return optuna.create_study(study_name=f"{spec.name}-{spec.profile}", storage=storage(store_root, url),
-                               sampler=sampler(spec, worker), pruner=pruner(spec), direction=direction, load_if_exists=True)
+                               sampler=sampler(spec), pruner=pruner(spec), direction=direction, load_if_exists=True)
 
 
-def objective(spec: SweepSpec, store_root: str, meta: dict):
-    from prernn.tasks import TASKS
-
-    from .runner import Pruned, execute
-    from .store import Store
-
-    metric = TASKS[spec.task].primary
-    store = Store(store_root, spec.task)
-
-    def run(trial: optuna.Trial) -> float:
-        params = {k: suggest(trial, k, p) for k, p in spec.search.space.items()}
-        try:
-            t = trial_for(spec, params)
-        except SpecError as e:  # a sampled combination the model does not allow (e.g. vrnn + sih)
-            raise optuna.TrialPruned(f"invalid combination: {e}") from None
-        trial.set_user_attr("trial_id", t.id)
-        if store.status(t.id) != "completed":
-
-            def report(row: dict) -> None:
-                trial.report(row[metric], row["epoch"])
-                # after the last epoch there is nothing left to save: a finished trial is completed
-                if row["epoch"] + 1 < t.config.total_epochs and trial.should_prune():
-                    raise Pruned
-
-            status = execute(t.id, t.config.to_dict(), store_root, {**meta, "label": t.label}, report=report)
-            if status == "pruned":
-                raise optuna.TrialPruned()
-            if status != "completed":
-                raise RuntimeError(f"trial {t.id} {status}")
-        return float(store.row(t.id, [metric])[metric])
-
-    return run
-
-
-def _worker(spec_json: dict, store_root: str, url: str | None, meta: dict, threads: int, index: int,
-            share: int) -> int:
-    from .backends.local import _init_worker, slot_gpus
-
-    spec = parse(SweepSpec, spec_json)
-    _init_worker(threads, slot_gpus(index, spec.resources.gpus))
+def run(spec: SweepSpec, store, backend, meta: dict, url: str | None, run_jobs) -> optuna.Study:
+    """Ask, run on ``backend`` (through ``run_jobs(jobs, backend) -> ended``), tell, until the study
+    holds ``n_trials`` trials. Returns the study."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = load_study(spec, Path(store_root), url, index)
-    study.optimize(objective(spec, store_root, {**meta, "worker": f"optuna/{os.getpid()}"}),
-                   n_trials=share, catch=(RuntimeError,))
-    return len(study.trials)
+    study = load_study(spec, store.root, url)
+    metric = _task(spec).primary
+    while len(study.trials) < spec.search.n_trials:
+        asked = [study.ask() for _ in range(min(backend.slots, spec.search.n_trials - len(study.trials)))]
+        trials, jobs = {}, {}
+        for point in asked:
+            try:
+                t = trial_for(spec, {k: suggest(point, k, p) for k, p in spec.search.space.items()})
+            except SpecError:  # a sampled combination the model does not allow (e.g. vrnn + sih)
+                study.tell(point, state=optuna.trial.TrialState.PRUNED)
+                continue
+            point.set_user_attr("trial_id", t.id)
+            trials[point.number] = (point, t)
+            if store.status(t.id) != Status.COMPLETED and t.id not in jobs:  # the same point twice runs once
+                optuna_meta = {"storage": url, "study": study.study_name, "trial": point._trial_id,
+                               "pruner": spec.search.pruner, "metric": metric}
+                jobs[t.id] = Job(t.id, t.config.to_dict(), str(store.root),
+                                 {**meta, "label": t.label, "optuna": optuna_meta})
+        if jobs and not run_jobs(list(jobs.values()), backend):
+            raise RuntimeError(f"the {backend.name} backend only submitted the trials; a search must see them end")
+        for point, t in trials.values():
+            status = store.status(t.id)
+            if status == Status.COMPLETED:
+                study.tell(point, float(store.row(t.id, [metric])[metric]), skip_if_finished=True)
+            else:
+                state = optuna.trial.TrialState.PRUNED if status == Status.PRUNED else optuna.trial.TrialState.FAIL
+                study.tell(point, state=state, skip_if_finished=True)
+    return load_study(spec, store.root, url)
 
 
-def run_local(spec: SweepSpec, store_root: Path, url: str | None, meta: dict, workers: int) -> optuna.Study:
-    """``workers`` processes optimise one shared study until it holds ``n_trials`` trials.
+def reporter(job: Job):
+    """The ``report`` of a search trial in whatever process runs it: each epoch's primary metric
+    goes to its study, and the trial stops (``Pruned``) when the pruner says so."""
+    from .runner import Pruned
 
-    Each worker gets a fixed share of the remaining budget: a shared "stop at n" check
-    after each trial lets concurrent workers overshoot it."""
-    import multiprocessing as mp
+    o = job.meta["optuna"]
+    study = optuna.load_study(study_name=o["study"], storage=storage(Path(job.store_root), o["storage"]),
+                              pruner=_PRUNERS[o["pruner"]]())
+    trial = optuna.trial.Trial(study, o["trial"])
+    epochs = job.config["train"]["epochs"]
 
-    study = load_study(spec, store_root, url)  # create it once, before the workers race to
-    if len(study.trials) >= spec.search.n_trials:
-        return study
-    remaining = spec.search.n_trials - len(study.trials)
-    workers = max(1, min(workers, remaining))
-    shares = [remaining // workers + (i < remaining % workers) for i in range(workers)]
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_worker, to_dict(spec), str(store_root), url, meta,
-                               spec.resources.cpus, i, share) for i, share in enumerate(shares)]
-        wait(futures)
-        for f in futures:
-            f.result()
-    return load_study(spec, store_root, url)
+    def report(row: dict) -> None:
+        trial.report(row[o["metric"]], row["epoch"])
+        # after the last epoch there is nothing left to save: a finished trial is completed
+        if row["epoch"] + 1 < epochs and trial.should_prune():
+            raise Pruned
+
+    return report
 
 
 def summary(study: optuna.Study) -> list[str]:

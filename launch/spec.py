@@ -21,6 +21,7 @@ from prernn.config import (BackboneConfig, DataConfig, ModelConfig, PretrainConf
                            task_problems)
 from prernn.settings import ConfigError, Problem, Section, fields_of, parse, setting, unknown_key
 from prernn.tasks import TASKS
+from records import PAPER_TABLES
 
 
 class SpecError(ValueError):
@@ -43,12 +44,12 @@ class Resources(Section):
 class SlurmConfig(Section):
     """Where SLURM runs the trials (each key can also be given on the command line)."""
 
-    partition: str | None = setting(None)
-    account: str | None = setting(None)
-    qos: str | None = setting(None)
-    constraint: str | None = setting(None)
-    gpus_per_node: int | None = setting(None, ge=0)
-    array_parallelism: int = setting(64, ge=1)
+    partition: str | None = setting(None, doc="sbatch --partition")
+    account: str | None = setting(None, doc="sbatch --account")
+    qos: str | None = setting(None, doc="sbatch --qos")
+    constraint: str | None = setting(None, doc="sbatch --constraint")
+    gpus_per_node: int | None = setting(None, ge=0, doc="GPUs per job (default: resources.gpus, rounded up)")
+    array_parallelism: int = setting(64, ge=1, doc="array tasks running at once")
 
 
 # grid axes: model fields (but the derived ``matched``), seed, and train.* / data.* overrides
@@ -129,7 +130,7 @@ class SweepSpec(Section):
     train: TrainConfig = setting()
     grid: list[dict[str, Any]] = setting(min_len=1)
     description: str = setting("")
-    reference: Literal["table1", "table2", "table3"] | None = setting(None, doc="the paper table shown beside ours")
+    reference: str | None = setting(None, names=lambda: PAPER_TABLES, doc="the paper table shown beside ours")
     seeds: list[int] = setting(factory=lambda: [0], min_len=1)
     resources: Resources = setting(factory=Resources)
     slurm: SlurmConfig = setting(factory=SlurmConfig)

@@ -158,14 +158,14 @@ class ModelConfig(Section):
     U stays zero, i.e. the pre-trained network run frame by frame. They take no cell."""
 
     model: Literal["prernn", "traditional", "per-frame", "constant", "probe"] = setting()
-    cell: str | None = setting(None, names=_names("cells", "CELLS"))
+    cell: str | None = setting(None, names=_names("recurrent.tables", "CELLS"))
     # PreRNN
-    variant: str | None = setting(None, names=_names("cells", "VARIANTS"))
+    variant: str | None = setting(None, names=_names("recurrent.tables", "VARIANTS"))
     layers: list[str] | None = setting(None, doc="transformed layers; null: all the backbone's")
     input_init: Literal["pretrained", "random"] | None = setting(None)
-    recurrent_init: str | None = setting(None, names=_names("cells", "RECURRENT_INITS"))
+    recurrent_init: str | None = setting(None, names=_names("recurrent.tables", "RECURRENT_INITS"))
     extra_layers: int | None = setting(None, ge=0, doc="random traditional recurrent layers on top (Table 2)")
-    activation: str | None = setting(None, names=_names("cells", "ACTIVATIONS"), before="relu",
+    activation: str | None = setting(None, names=_names("recurrent.tables", "ACTIVATIONS"), before="relu",
                                      doc="φ of the recurrence; null: the pre-trained layer's")
     shared_gate: str | None = setting(None, before=_candidate, doc="gate variant: the gate that shares W, b")
     conv_kernel: int | None = setting(None, ge=1, before=3, doc="conv recurrence: U's kernel size (odd)")

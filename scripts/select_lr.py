@@ -27,6 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from prernn.trial import NO_TEST_SPLIT  # noqa: E402
+from records import Status  # noqa: E402
 
 TRAINED = ("prernn", "traditional", "per-frame")
 
@@ -47,7 +48,7 @@ def selection_spec(spec, lrs: list[float], seeds: list[int], validation: int):
 
 def choose(df, metric: str, mode: str):
     """Per family and lr: mean and spread of the validation metric; the best lr per family."""
-    done = df[df.status == "completed"]
+    done = df[df.status == Status.COMPLETED]
     table = (done.groupby(["model.model", "train.lr"])[metric].agg(["mean", "std", "count"]).reset_index()
              .sort_values(["model.model", "train.lr"]))
     pick = table.loc[table.groupby("model.model")["mean"].idxmin() if mode == "min"
@@ -68,12 +69,12 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     os.environ[NO_TEST_SPLIT] = "1"  # inherited by every worker: a read of the test split fails its trial
 
-    from launch.backends.local import LocalBackend
+    from launch.backends import Job, create
     from launch.expand import expand
     from launch.runner import ensure_pretrained
     from launch.spec import SpecError, load_spec
-    from launch.store import Store
     from prernn.tasks import TASKS
+    from records import Store
 
     try:
         spec = selection_spec(load_spec(a.spec, a.profile, a.set), a.lrs, a.seeds, a.validation)
@@ -91,14 +92,12 @@ def main(argv=None) -> int:
           f"lrs {a.lrs}, seeds {a.seeds} -> {store.root}", flush=True)
     if pending and spec.backbone.pretrained == "cache":
         ensure_pretrained([t.config for t in pending])
-    from launch.backends import Job
-
     meta = {"sweep": spec.name, "profile": spec.profile, "gpus": spec.resources.gpus}
     jobs = [Job(t.id, t.config.to_dict(), str(store.root), {**meta, "label": t.label}) for t in pending]
-    LocalBackend(a.workers, spec.resources.cpus).run(jobs, _Lines())
+    create("local", spec, {"workers": a.workers} if a.workers else {}).run(jobs, _Lines())
     df = store.trials().to_pandas()
     df = df[df.id.isin({t.id for t in trials})]
-    bad = df[df.status != "completed"]
+    bad = df[df.status != Status.COMPLETED]
     for _, r in bad.iterrows():
         print(f"{r.status}: {r.label} lr {r['train.lr']}: {r.error}", file=sys.stderr)
     table, best = choose(df, task.primary, task.mode)

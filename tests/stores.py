@@ -7,7 +7,7 @@ import numpy as np
 
 from launch.expand import expand
 from launch.spec import load_spec
-from launch.store import Store, flatten
+from records.store import Store, flatten
 from prernn.tasks import TASKS
 
 

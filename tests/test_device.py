@@ -9,6 +9,7 @@ import torch
 
 from launch.backends.local import slot_gpus
 from launch.expand import expand
+from launch.backends import Job
 from launch.runner import execute
 from launch.spec import load_spec
 from prernn.trial import run_trial
@@ -66,7 +67,7 @@ def test_a_trial_given_a_gpu_it_cannot_see_refuses_to_start(write_spec, tmp_path
     meta = {"sweep": "face", "profile": "mini", "gpus": 1}
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
-    assert execute(t.id, t.config.to_dict(), str(tmp_path / "r"), meta) == "failed"
+    assert execute(Job(t.id, t.config.to_dict(), str(tmp_path / "r"), meta)) == "failed"
     row = pd.read_parquet(tmp_path / "r" / "trials").iloc[0]
     assert "resources.gpus is 1, but this trial sees no CUDA device" in row.error and row.epochs_done == 0
     assert not (tmp_path / "r" / "runs" / t.id / "checkpoint.pt").exists()

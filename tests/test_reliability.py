@@ -203,11 +203,12 @@ def test_a_worker_that_dies_too_often_is_recorded_failed_and_resumes_on_retry(wr
 
 WRITER = textwrap.dedent("""
     import json, random, sys
+    from launch.backends import Job
     from launch.runner import execute
     jobs = json.load(open(sys.argv[1]))
     random.Random(int(sys.argv[2])).shuffle(jobs)
     for job in jobs:
-        execute(job["id"], job["config"], sys.argv[3], {"sweep": "toy", "profile": "mini", "worker": sys.argv[2]})
+        execute(Job(job["id"], job["config"], sys.argv[3], {"sweep": "toy", "profile": "mini", "worker": sys.argv[2]}))
 """)
 
 

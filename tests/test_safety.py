@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from launch.backends import Job
 from launch.runner import execute
 
 from .conftest import ROOT, SWEEP, TOY, process_tree, sweep
 
-SOURCES = [p for d in ("prernn", "launch", "analysis", "benchmarks", "scripts") for p in (ROOT / d).rglob("*.py")]
+SOURCES = [p for d in ("prernn", "records", "launch", "analysis", "cli", "benchmarks", "scripts") for p in (ROOT / d).rglob("*.py")]
 
 
 def test_sources_never_load_unsafely():
@@ -26,7 +27,7 @@ def test_sources_never_load_unsafely():
         assert not re.search(r"^\s*import (c?pickle|dill|cloudpickle)\b|pickle\.loads?\(", text, re.M), path
         for call in re.findall(r"torch\.load\([^)]*\)", text):
             assert "weights_only=True" in call, f"{path}: {call}"
-    ray = (ROOT / "launch/backends/ray_tune.py").read_text()
+    ray = (ROOT / "launch/backends/tune_glue.py").read_text()
     assert "include_dashboard=False" in ray
 
 
@@ -49,7 +50,7 @@ def test_a_crafted_checkpoint_is_refused_and_its_payload_never_runs(tmp_path):
     run_dir = tmp_path / "r" / "runs" / trial.id
     run_dir.mkdir(parents=True)
     torch.save({"streams": Payload(marker), "history": []}, run_dir / "checkpoint.pt")
-    status = execute(trial.id, trial.config.to_dict(), str(tmp_path / "r"), {"sweep": "toy", "profile": "mini"})
+    status = execute(Job(trial.id, trial.config.to_dict(), str(tmp_path / "r"), {"sweep": "toy", "profile": "mini"}))
     assert status == "failed" and not marker.exists()
     assert "Weights only load failed" in (run_dir / "log.txt").read_text()
 

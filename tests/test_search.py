@@ -1,4 +1,4 @@
-"""Optuna searches: sampled trials are stored like grid trials; pruned ones are recorded as pruned."""
+"""Optuna searches: the study asks, any backend runs the sampled trials, stored like grid trials; pruned ones are recorded as pruned."""
 
 import pandas as pd
 import pytest
@@ -44,7 +44,7 @@ def test_local_search_with_pruning_and_rerun(write_spec, tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_search_with_asha(ray_cluster, write_spec, tmp_path):
+def test_ray_search_prunes_through_the_study(ray_cluster, write_spec, tmp_path):
     spec, results = write_spec(SEARCH), tmp_path / "r"
     out = sweep(spec, "--results-dir", results, "--backend", "ray", "--ray-address", RAY_ADDRESS)
     assert out.returncode == 0, out.stdout + out.stderr

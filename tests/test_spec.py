@@ -3,7 +3,7 @@
 import pytest
 
 from launch.spec import SpecError, load_spec
-from launch.sweep import main
+from cli.main import main
 
 from .conftest import ROOT, TOY
 
@@ -88,6 +88,13 @@ BAD = [
     ("unknown option", {}, ["--fast"], "unrecognized arguments: --fast"),
     ("--lost-after below three heartbeats", {}, ["--lost-after", "5"], "must be at least 30 seconds"),
     ("--max-failures not a number", {}, ["--max-failures", "many"], "invalid int value: 'many'"),
+    ("a ray flag on local", {}, ["--asha"], "--asha is an option of the ray backend, not of local"),
+    ("a slurm flag on ray", {}, ["--backend", "ray", "--partition", "gpu"],
+     "--partition is an option of the slurm backend, not of ray"),
+    ("a local flag on slurm", {}, ["--backend", "slurm", "--workers", "2"],
+     "--workers is an option of the local backend, not of slurm"),
+    ("a flag two backends take", {}, ["--backend", "slurm", "--max-failures", "1"],
+     "--max-failures is an option of the local and ray backends, not of slurm"),
 ]
 
 

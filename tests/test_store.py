@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 
 from launch.expand import expand
 from launch.spec import load_spec
-from launch.store import Store, flatten
+from records.store import Store, flatten
 
 
 def test_rows_round_trip_with_a_fixed_schema(write_spec, tmp_path):
@@ -87,7 +87,7 @@ def test_an_interrupted_write_leaves_no_visible_file(write_spec, tmp_path, monke
     def disk_full():
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("launch.store.pq.write_table", _half_then(disk_full))
+    monkeypatch.setattr("records.store.pq.write_table", _half_then(disk_full))
     with pytest.raises(OSError, match="No space left"):
         store.write_trial({"id": new.id, "sweep": "toy", "status": "completed", **flatten(new.config)})
     with pytest.raises(OSError, match="No space left"):
@@ -101,10 +101,10 @@ def test_an_interrupted_write_leaves_no_visible_file(write_spec, tmp_path, monke
 KILLED_WRITER = """
 import os, signal, sys
 sys.path.insert(0, sys.argv[3])
-from launch.store import Store
+from records.store import Store
 import tests.test_store as t
-import launch.store
-launch.store.pq.write_table = t._half_then(lambda: os.kill(os.getpid(), signal.SIGKILL))
+import records.store
+records.store.pq.write_table = t._half_then(lambda: os.kill(os.getpid(), signal.SIGKILL))
 Store(sys.argv[1], "toy").write_trial({"id": sys.argv[2], "sweep": "toy", "status": "completed"})
 """
 

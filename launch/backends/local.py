@@ -17,8 +17,12 @@ import signal
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
 
-from .base import Events, Job
+from prernn.settings import Section, setting
+from records import Status
+
+from .base import Backend, Events, Job
 
 
 def _init_worker(threads: int, gpus: str = "") -> None:
@@ -40,7 +44,7 @@ def _init_worker(threads: int, gpus: str = "") -> None:
 def _run(job: Job, worker: str) -> str:
     from ..runner import execute
 
-    return execute(job.trial_id, job.config, job.store_root, {**job.meta, "worker": f"{worker}/{os.getpid()}"})
+    return execute(replace(job, meta={**job.meta, "worker": f"{worker}/{os.getpid()}"}))
 
 
 def default_workers(cpus_per_trial: int, gpus_per_trial: float = 0) -> int:
@@ -77,26 +81,21 @@ def slot_gpus(slot: int, gpus_per_trial: float) -> str:
     return ",".join(names[i] if names is not None else str(i) for i in ids)
 
 
-class LocalBackend:
+@dataclass(frozen=True, kw_only=True)
+class LocalOptions(Section):
+    workers: int | None = setting(None, ge=1, doc="parallel trials (default: cores / resources.cpus)")
+    max_failures: int = setting(2, ge=0, doc="times a trial whose worker died is run again")
+
+
+class LocalBackend(Backend):
     name = "local"
+    Options = LocalOptions
 
-    def __init__(self, workers: int | None = None, cpus_per_trial: int = 1, max_failures: int = 2,
-                 gpus_per_trial: float = 0):
-        self.threads = cpus_per_trial
-        self.gpus = gpus_per_trial
-        self.workers = workers or default_workers(cpus_per_trial, gpus_per_trial)
-        self.max_failures = max_failures
-
-    @classmethod
-    def from_cli(cls, args, spec) -> "LocalBackend":
-        return cls(workers=args.workers, cpus_per_trial=spec.resources.cpus, max_failures=args.max_failures,
-                   gpus_per_trial=spec.resources.gpus)
-
-    def active_trials(self, store_root) -> set[str]:
-        return set()  # nothing outlives the launcher
-
-    def cancel_trials(self, store_root, trial_ids: set[str]) -> None:
-        pass  # it has no active trials
+    def __init__(self, spec, options: LocalOptions):
+        super().__init__(spec, options)
+        self.threads, self.gpus = spec.resources.cpus, spec.resources.gpus
+        self.workers = self.slots = options.workers or default_workers(self.threads, self.gpus)
+        self.max_failures = options.max_failures
 
     def _slot(self, i: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_init_worker,
@@ -138,10 +137,10 @@ class LocalBackend:
                     if deaths[job.trial_id] <= self.max_failures:
                         queue.insert(0, job)  # again, from its last checkpoint
                         continue
-                    record_stopped(job, "failed", error=(
+                    record_stopped(job, Status.FAILED, error=(
                         f"WorkerDied: its worker process died {deaths[job.trial_id]} times (killed by a signal, "
                         "e.g. out of memory); rerun with --retry-failed to resume from its last checkpoint"))
-                    events.finished(job.trial_id, "failed")
+                    events.finished(job.trial_id, Status.FAILED)
         finally:  # every outcome is already recorded: idle workers need not be joined
             for slot in slots:
                 slot.shutdown(wait=False, cancel_futures=True)

@@ -7,8 +7,9 @@ by ``scontrol requeue``, the trial resumes from its own last epoch checkpoint.
 Every submission is remembered in ``<store>/slurm/<array job id>.json`` so that
 ``status`` can merge SLURM's job states with the store and ``cancel`` can cancel them.
 
-The sbatch parameters come from the spec's ``resources`` and the CLI's SLURM
-options through the pure function ``sbatch_parameters``.
+The sbatch parameters come from the spec's ``resources`` and the backend's options
+(the spec's ``slurm:`` section, overridden on the command line) through the pure
+function ``sbatch_parameters``.
 """
 
 from __future__ import annotations
@@ -18,25 +19,24 @@ import math
 import os
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .base import Events, Job
+from ..spec import SlurmConfig
+from prernn.settings import setting
+
+from .base import Backend, Events, Held, Job
 
 ROOT = Path(__file__).resolve().parents[2]
 ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED", "REQUEUE_HOLD",
           "REQUEUE_FED", "SIGNALING", "STAGE_OUT"}
 
 
-@dataclass(frozen=True)
-class SlurmOptions:
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
-    gpus_per_node: int | None = None  # default: the spec's resources.gpus, rounded up
-    array_parallelism: int = 64
-    wait: bool = False
+@dataclass(frozen=True, kw_only=True)
+class SlurmOptions(SlurmConfig):
+    """The spec's ``slurm:`` section, each key overridable on the command line, and ``--wait``."""
+
+    wait: bool = setting(False, doc="block until every submitted trial has ended")
 
 
 def sbatch_parameters(resources, options: SlurmOptions, job_name: str) -> dict:
@@ -76,7 +76,7 @@ def _checkpointable():
             from ..runner import execute, set_threads
 
             set_threads(threads)
-            return execute(job.trial_id, job.config, job.store_root, {**job.meta, "worker": _task_name()})
+            return execute(replace(job, meta={**job.meta, "worker": _task_name()}))
 
     return TrialTask
 
@@ -131,29 +131,34 @@ def _expand_pending(states: dict[str, str]) -> dict[str, str]:
     return out
 
 
-class SlurmBackend:
+class SlurmBackend(Backend):
     name = "slurm"
+    Options = SlurmOptions
 
-    def __init__(self, resources, options: SlurmOptions, sweep: str, threads: int = 1):
-        self.resources, self.options, self.sweep, self.threads = resources, options, sweep, threads
+    def __init__(self, spec, options: SlurmOptions):
+        super().__init__(spec, options)
+        self.resources, self.sweep, self.threads = spec.resources, spec.name, spec.resources.cpus
+        self.slots, self.ends_trials = options.array_parallelism, options.wait
 
     @classmethod
-    def from_cli(cls, args, spec) -> "SlurmBackend":
-        """The spec's ``slurm:`` section, overridden by the CLI's --partition, --account, ..."""
-        fields = spec.slurm.to_dict()
-        for key in fields:
-            if getattr(args, key, None) is not None:
-                fields[key] = getattr(args, key)
-        return cls(spec.resources, SlurmOptions(**fields, wait=args.wait), spec.name, spec.resources.cpus)
+    def from_spec(cls, spec, options: dict) -> "SlurmBackend":
+        """The spec's ``slurm:`` section, overridden by the options given (--partition, --account, ...)."""
+        return cls(spec, SlurmOptions(**{**spec.slurm.to_dict(), **options}))
 
-    def active_trials(self, store_root: Path) -> set[str]:
-        """Trials whose latest submission is still queued or running: not to be submitted twice."""
-        return {tid for tid, (state, _) in trial_states(store_root).items() if state in ACTIVE}
+    def held(self, store_root: Path) -> dict[str, Held]:
+        """Every trial of the sweep's submissions, by its latest one."""
+        if not submissions(store_root):
+            return {}
+        return {tid: Held(state.lower(), job, state in ACTIVE) for tid, (state, job) in trial_states(store_root).items()}
 
-    def cancel_trials(self, store_root: Path, trial_ids: set[str]) -> None:
-        jobs = [job for tid, (state, job) in trial_states(store_root).items() if tid in trial_ids and state in ACTIVE]
-        if jobs:
-            subprocess.run(["scancel", *jobs], check=True)
+    def cancel_trials(self, store_root: Path, trial_ids: set[str]) -> str:
+        held = self.held(store_root)
+        jobs = [held[t].job for t in sorted(trial_ids) if t in held and held[t].active]
+        if not jobs:
+            return ""
+        subprocess.run(["scancel", *jobs], check=True)
+        arrays = sorted({job.split("_")[0] for job in jobs}, key=int)
+        return f"SLURM array job(s) {', '.join(arrays)}"
 
     def run(self, jobs: list[Job], events: Events) -> bool:
         """Submit one array; with ``wait``, follow it until every trial is recorded. Returns finished."""
@@ -182,9 +187,7 @@ class SlurmBackend:
         return True
 
     def _follow(self, root: Path, jobs: list[Job], record: dict, events: Events) -> None:
-        from ..store import Store
-
-        store = Store(root, jobs[0].config["task"])
+        store = jobs[0].store
         pending = dict(zip(record["trials"], record["jobs"]))
         started: set[str] = set()
         while pending:

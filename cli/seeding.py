@@ -17,7 +17,7 @@ import pandas as pd
 from analysis import claims as claimlib
 from analysis.tables import LAYOUTS, cells
 
-from .expand import Trial, trial_id
+from launch.expand import Trial, trial_id
 
 
 def test_claims(spec, df: pd.DataFrame, metric: str, mode: str) -> tuple[pd.DataFrame, list[tuple]]:

@@ -5,9 +5,8 @@
     <root>/epochs/<id>.parquet    one row per finished epoch of that trial
     <root>/runs/<id>/             checkpoint.pt and log.txt of a trial (resume state)
 
-A trial's status is ``completed``, ``failed`` (it raised; ``error`` says why),
-``diverged`` (NaN/inf loss or metric) or ``pruned`` (stopped early by a search or
-scheduler, with its last epoch's metrics).
+A trial's status is a ``records.Status``: ``completed``, ``failed``, ``diverged`` or
+``pruned``; a started trial without a row is ``running`` or ``lost`` by its heartbeat.
 
 Every file is written to a hidden temp file in its directory and renamed into
 place, so readers (and concurrent writers on a shared filesystem, e.g. SLURM
@@ -37,6 +36,8 @@ import yaml
 from prernn.config import TrialConfig
 from prernn.settings import fields_of, section_in, to_dict
 from prernn.tasks import TASKS
+
+from .status import Status
 
 # provenance and outcome columns of the trials table, besides config and metrics
 RUN_COLUMNS = {
@@ -157,7 +158,7 @@ class Store:
             return None
         return rows[0] if rows else None
 
-    def run_state(self, trial_id: str, lost_after: float) -> str | None:
+    def run_state(self, trial_id: str, lost_after: float) -> Status | None:
         """An unrecorded trial's state from its heartbeat: ``running`` (beat within
         ``lost_after`` seconds), ``lost`` (its worker died without a trace: it reruns
         with the sweep), or None (never started)."""
@@ -165,13 +166,13 @@ class Store:
             age = time.time() - (self.run_dir(trial_id) / "heartbeat").stat().st_mtime
         except FileNotFoundError:
             return None
-        return "running" if age < lost_after else "lost"
+        return Status.RUNNING if age < lost_after else Status.LOST
 
-    def status(self, trial_id: str) -> str | None:
+    def status(self, trial_id: str) -> Status | None:
         row = self.row(trial_id, ["status"])
-        return row and row["status"]
+        return row and Status(row["status"])
 
-    def statuses(self) -> dict[str, str]:
+    def statuses(self) -> dict[str, Status]:
         """id -> status of every recorded trial."""
         if not self.trials_dir.is_dir():
             return {}
@@ -182,7 +183,7 @@ class Store:
             except (pa.ArrowInvalid, OSError):  # not ours / unreadable: treated as not recorded
                 continue
             for tid, status in zip(t["id"].to_pylist(), t["status"].to_pylist()):
-                out[tid] = status
+                out[tid] = Status(status)
         return out
 
     def trials(self) -> pa.Table:

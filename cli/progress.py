@@ -11,6 +11,8 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from records import BAD, Status
+
 
 def _duration(seconds: float) -> str:
     m, s = divmod(int(seconds), 60)
@@ -24,7 +26,7 @@ class SweepProgress:
         self.labels, self.console = labels, console
         self.total = len(labels)
         self.running: set[str] = set()
-        self.counts = {"completed": 0, "failed": 0, "diverged": 0}
+        self.counts = {Status.COMPLETED: 0, Status.FAILED: 0, Status.DIVERGED: 0}
         self.start = time.monotonic()
         self._bar = None
 
@@ -39,9 +41,9 @@ class SweepProgress:
         return _duration(per_trial * (self.total - self.done))
 
     def info(self) -> str:
-        bad = self.counts["failed"] + self.counts["diverged"]
+        bad = sum(self.counts[s] for s in BAD)
         remaining = self.total - self.done - len(self.running)
-        return (f"{self.counts['completed']} done · {len(self.running)} running · {bad} failed · "
+        return (f"{self.counts[Status.COMPLETED]} done · {len(self.running)} running · {bad} failed · "
                 f"{remaining} remaining · ETA {self.eta()}")
 
     def __enter__(self):

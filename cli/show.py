@@ -1,0 +1,147 @@
+"""``status``, ``cancel``, ``report``, and the summary a run ends with."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from records import GOOD, Status, Store
+
+
+def outcome(spec, trials, store: Store, console: Console, notes: list[str] = ()) -> int:
+    """The summary of the spec's trials, what went wrong, and the exit code (0: all completed)."""
+    from prernn.tasks import TASKS
+
+    ids = {t.id for t in trials}
+    df = store.trials().to_pandas()
+    df = df[df.id.isin(ids)]
+    task = TASKS[spec.task]
+    print_summary(spec, df, task.primary, task.mode, console)
+    for note in notes:
+        console.print(note)
+    bad = df[~df.status.isin(GOOD)]
+    for _, r in bad.iterrows():
+        console.print(f"{r.status}: {r.id} {r.label}: {r.error}")
+    missing = len(ids) - len(df)
+    console.print(f"{(df.status == Status.COMPLETED).sum()} completed, {len(bad)} failed or diverged"
+                  + (f", {missing} not run" if missing else "") + f"; results in {store.root}")
+    return 0 if len(bad) == 0 and missing == 0 else 1
+
+
+def print_summary(spec, df, metric: str, mode: str, console: Console) -> None:
+    """The claims, the paper's layout and the reference rows (analysis.summary), in 80 columns."""
+    import pandas as pd
+    from rich import box
+
+    from analysis.summary import interval, summarize, verdict_text
+
+    s = summarize(df, spec, metric, mode)
+    # the summary fits a terminal of 80 columns, whatever the width of the tables above it
+    console = Console(file=console.file, width=min(console.width, 80), highlight=False, markup=False)
+    console.print(s.title)
+    if s.claims is not None and len(s.claims):
+        t = Table(title="claims (> : beats; improvement + as claimed, 95% t interval; Holm within a table)",
+                  box=box.SIMPLE, title_justify="left", pad_edge=False)
+        for col, justify in (("claim", "left"), ("improvement", "right"), ("n", "right"), ("verdict", "left")):
+            t.add_column(col, justify=justify, overflow="fold")
+        for _, r in s.claims.iterrows():
+            t.add_row(r.claim, interval(r, s.digits), str(int(r.n)), verdict_text(r))
+        console.print(t)
+    if s.layout is not None:
+        t = Table(title=f"the paper's {spec.reference}: ours ±95% | the paper's" + (" (ours - paper)" if spec.profile
+                  == "paper" else ""), box=box.SIMPLE, title_justify="left", pad_edge=False, collapse_padding=True)
+        for i, col in enumerate(s.layout_header):  # each cell on one line: 78 columns for Table 1
+            t.add_column(col, justify="left" if i == 0 else "right", no_wrap=True)
+        for line in s.layout.values.tolist():
+            t.add_row(*line)
+        console.print(t)
+    if s.listing is not None:
+        t = Table(box=box.SIMPLE, pad_edge=False)
+        for col in s.listing.columns:
+            t.add_column(str(col))
+        for _, r in s.listing.iterrows():
+            t.add_row(str(r.label), str(r.seed), str(r.status), "—" if pd.isna(r[metric]) else f"{r[metric]:.4f}")
+        console.print(t)
+    for note in s.notes:
+        console.print(note, style="bold red" if note.startswith("WARNING") else None)
+
+
+def held(spec, results: Path) -> dict:
+    """trial id -> ``launch.backends.Held``, from every backend whose scheduler knows the sweep's trials."""
+    from launch.backends import all_backends
+
+    out = {}
+    for backend in all_backends(spec):
+        try:
+            out.update(backend.held(results))
+        except (OSError, subprocess.CalledProcessError) as e:
+            print(f"warning: cannot read the {backend.name} backend's job states ({e})", file=sys.stderr)
+    return out
+
+
+def status(spec, trials, results: Path, lost_after: float, console: Console) -> int:
+    import pandas as pd
+
+    from prernn.tasks import TASKS
+
+    store = Store(results, spec.task)
+    df = store.trials().to_pandas().set_index("id") if (results / "trials").is_dir() else None
+    queued = held(spec, results)
+    metric = TASKS[spec.task].primary
+    table = Table(title=f"{spec.name} [{spec.profile} profile] in {results}")
+    for col in ("id", "trial", "seed", "status", "epochs", metric):
+        table.add_column(col)
+    counts: dict[str, int] = {}
+    for t in trials:
+        if df is not None and t.id in df.index:
+            r = df.loc[t.id]
+            state, epochs, value = r.status, str(r.epochs_done), "" if pd.isna(r[metric]) else f"{r[metric]:.4f}"
+        else:
+            done = _epochs_done(store, t.id)
+            scheduler = queued[t.id].state if t.id in queued else None  # the scheduler's own word
+            state = scheduler
+            if scheduler in (None, Status.RUNNING):  # the heartbeat tells running from lost
+                state = store.run_state(t.id, lost_after) or scheduler or ("started" if done else "pending")
+            epochs, value = str(done), ""
+        counts[state] = counts.get(state, 0) + 1
+        table.add_row(t.id, t.label, str(t.config.seed), state, epochs, value)
+    console.print(table)
+    console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    return 0
+
+
+def cancel(spec, results: Path, console: Console) -> int:
+    from launch.backends import all_backends
+
+    done = []
+    for backend in all_backends(spec):
+        what = backend.cancel_trials(results, backend.active_trials(results))
+        if what:
+            done.append(what)
+    if not done:
+        console.print(f"{spec.name}: no queued or running jobs in {results}")
+        return 0
+    console.print(f"{spec.name}: cancelled {'; '.join(done)}")
+    return 0
+
+
+def report(spec, trials, results: Path, output: Path | None, console: Console) -> int:
+    from analysis.report import write
+
+    if not (results / "trials").is_dir():
+        print(f"error: no results in {results} (run the sweep first, or pass --results-dir)", file=sys.stderr)
+        return 2
+    out = write(spec, trials, results, output or results / "report.html")
+    console.print(f"{spec.name}: report written to {out}")
+    return 0
+
+
+def _epochs_done(store, trial_id: str) -> int:
+    import pyarrow.parquet as pq
+
+    path = store.epochs_dir / f"{trial_id}.parquet"
+    return pq.read_metadata(path).num_rows if path.is_file() else 0
