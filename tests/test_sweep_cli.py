@@ -2,11 +2,14 @@
 
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from .conftest import TOY, children, sweep, wait_for
+from .conftest import ROOT, TOY, children, sweep, wait_for
 
 
 def rows(results):
@@ -136,3 +139,17 @@ def test_one_launcher_per_sweep_directory(write_spec, tmp_path):
     assert len(logs) == 2 and all(log.read_text().count(" start ") == 1 for log in logs)  # nobody ran them twice
     third = sweep(spec, "--results-dir", results)
     assert third.returncode == 0 and "2 already recorded, 0 to run" in third.stdout
+
+
+def test_the_console_entry_point_is_the_same_command(write_spec):
+    """``prernn-sweep`` (pyproject's console script, installed by setup.sh) is ``python launch/sweep.py``."""
+    exe = Path(sys.executable).with_name("prernn-sweep")
+    if not exe.exists():
+        pytest.skip("prernn-sweep is not installed (./setup.sh installs it)")
+    spec = write_spec()
+    installed = subprocess.run([str(exe), str(spec), "--dry-run"], capture_output=True, text=True, cwd=ROOT)
+    script = sweep(spec, "--dry-run")
+    assert installed.returncode == script.returncode == 0, installed.stderr
+    assert installed.stdout == script.stdout and "dry run" in installed.stdout
+    wrong = subprocess.run([str(exe), str(spec), "--asha"], capture_output=True, text=True, cwd=ROOT)
+    assert wrong.returncode == 2 and "--asha is an option of the ray backend, not of local" in wrong.stderr

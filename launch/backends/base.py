@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple, Protocol
 
-from prernn.settings import Section
+from prernn.settings import Section, setting
 from records import Status, Store
 
 
@@ -43,6 +43,13 @@ class Held(NamedTuple):
 class Events(Protocol):
     def started(self, trial_id: str) -> None: ...
     def finished(self, trial_id: str, status: Status | str) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Retries(Section):
+    """The option of backends that run a trial again when its worker dies."""
+
+    max_failures: int = setting(2, ge=0, doc="times a trial whose worker died is run again")
 
 
 class Backend:

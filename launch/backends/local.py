@@ -19,10 +19,10 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 
-from prernn.settings import Section, setting
+from prernn.settings import setting
 from records import Status
 
-from .base import Backend, Events, Job
+from .base import Backend, Events, Job, Retries
 
 
 def _init_worker(threads: int, gpus: str = "") -> None:
@@ -82,9 +82,8 @@ def slot_gpus(slot: int, gpus_per_trial: float) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LocalOptions(Section):
+class LocalOptions(Retries):
     workers: int | None = setting(None, ge=1, doc="parallel trials (default: cores / resources.cpus)")
-    max_failures: int = setting(2, ge=0, doc="times a trial whose worker died is run again")
 
 
 class LocalBackend(Backend):

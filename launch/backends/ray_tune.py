@@ -16,16 +16,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from prernn.settings import Section, setting
+from prernn.settings import setting
 
-from .base import Backend, Events, Job
+from .base import Backend, Events, Job, Retries
 
 
 @dataclass(frozen=True, kw_only=True)
-class RayOptions(Section):
+class RayOptions(Retries):
     ray_address: str | None = setting(None, doc="join this Ray cluster (default: start a local one)")
     asha: bool = setting(False, doc="ASHA early stopping on the task's metric")
-    max_failures: int = setting(2, ge=0, doc="times a trial whose worker died is run again")
 
 
 class RayBackend(Backend):
