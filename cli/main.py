@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             return show.report(spec, trials, results, args.output, console)
         backend = create(args.backend, spec, given)
         if args.until_decided and not backend.ends_trials:
-            print(f"error: --until-decided tests the claims once the trials have ended, and --backend {args.backend} "
-                  "only submits them: add --wait", file=sys.stderr)
+            print(f"error: --until-decided tests the claims once the trials have ended: with --backend {args.backend} "
+                  "add --wait", file=sys.stderr)
             return 2
         if args.dry_run:  # planning works without the data or a GPU; say what a real run would lack
             try:
