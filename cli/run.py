@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from launch.spec import SpecError
+from launch.backends import BackendRefused
 from records import BAD, GOOD, Status, Store, git_commit
 
 
@@ -119,9 +120,20 @@ def run(spec, trials, results: Path, backend, args, console: Console) -> int:
     store.create()
     store.write_spec(spec)
     meta = launch_meta(spec)
-    if not run_jobs(pending, backend, store, meta, console):
-        console.print(f"follow it with: python launch/sweep.py status {args.spec}"
-                      + (f" --results-dir {results}" if args.results_dir else ""))
+    follow = f"follow it with: python launch/sweep.py status {args.spec}" + (
+        f" --results-dir {results}" if args.results_dir else "")
+    if not pending and queued & {t.id for t in trials}:  # all that is left is queued: nothing to submit
+        console.print(follow)
+        return 0
+    try:
+        ended = run_jobs(pending, backend, store, meta, console)
+    except BackendRefused as e:
+        print(f"error: {e}", file=sys.stderr)
+        if created and not store.statuses() and not backend.held(store.root):  # nothing of this run is anywhere
+            shutil.rmtree(store.root, ignore_errors=True)
+        return 2
+    if not ended:
+        console.print(follow)
         return 0
     notes = []
     if args.until_decided:
@@ -144,6 +156,8 @@ def run_on(jobs, backend, console: Console) -> bool:
     with SweepProgress({j.trial_id: j.meta.get("label", j.trial_id) for j in jobs}, console) as progress:
         try:
             return backend.run(jobs, progress)
+        except BackendRefused:
+            raise
         except RuntimeError as e:  # the backend itself broke (e.g. a worker was killed): say so, keep the rest
             print(f"error: {e}", file=sys.stderr)
             return True
@@ -203,8 +217,8 @@ def run_search(spec, store, backend, args, created: bool, console: Console) -> i
     from launch import search
 
     if not backend.ends_trials:
-        print(f"error: a search asks for its next points once the last have ended, and --backend {backend.name} "
-              "only submits them: add --wait", file=sys.stderr)
+        print(f"error: a search asks for its next points once the last have ended: with --backend {backend.name} "
+              "add --wait", file=sys.stderr)
         return 2
     if not pretrained_or_refused(spec, [search.trial_for(spec, {})], store, created, console):
         return 2

@@ -50,6 +50,9 @@ class SlurmConfig(Section):
     constraint: str | None = setting(None, doc="sbatch --constraint")
     gpus_per_node: int | None = setting(None, ge=0, doc="GPUs per job (default: resources.gpus, rounded up)")
     array_parallelism: int = setting(64, ge=1, doc="array tasks running at once")
+    max_array_size: int | None = setting(None, ge=1, doc="tasks per array at most (default: the cluster's MaxArraySize)")
+    max_queued: int | None = setting(None, ge=1, doc="your jobs in the queue at once at most (default: your "
+                                     "association's MaxSubmitJobs and the cluster's MaxJobCount)")
 
 
 # grid axes: model fields (but the derived ``matched``), seed, and train.* / data.* overrides

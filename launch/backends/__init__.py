@@ -11,7 +11,7 @@ from __future__ import annotations
 from prernn.registry import Registry
 from prernn.settings import ConfigError, fields_of
 
-from .base import Backend, Events, Held, Job
+from .base import Backend, BackendRefused, Events, Held, Job
 from .local import LocalBackend
 from .ray_tune import RayBackend
 from .slurm import SlurmBackend
@@ -51,5 +51,5 @@ def all_backends(spec) -> list[Backend]:
     return [BACKENDS[name].from_spec(spec, {}) for name in BACKENDS]
 
 
-__all__ = ["BACKENDS", "Backend", "ConfigError", "Events", "Held", "Job", "WrongBackendOption", "all_backends",
+__all__ = ["BACKENDS", "Backend", "BackendRefused", "ConfigError", "Events", "Held", "Job", "WrongBackendOption", "all_backends",
            "create", "options"]

@@ -52,6 +52,10 @@ class Retries(Section):
     max_failures: int = setting(2, ge=0, doc="times a trial whose worker died is run again")
 
 
+class BackendRefused(RuntimeError):
+    """The scheduler refused the submission: the message says what it said and what to change."""
+
+
 class Backend:
     name: ClassVar[str]
     Options: ClassVar[type[Section]]

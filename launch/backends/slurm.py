@@ -1,6 +1,11 @@
-"""slurm: one submitit job array per submission; submission returns at once.
+"""slurm: submitit job arrays; submission returns at once (unless ``wait``).
 
-Each array task runs one trial through ``launch.runner.execute`` and records it
+The trials go out in as many arrays as the cluster's limits need: at most
+``MaxArraySize`` tasks each (``scontrol show config``, or ``slurm.max_array_size``),
+and no more jobs than the queue has room for (the cluster's ``MaxJobCount``, the
+user's association's ``MaxSubmitJobs``, ``slurm.max_queued``); the rest are held and
+submitted as earlier jobs drain (``wait``) or by a rerun. A submission sbatch refuses
+raises ``SubmissionRefused`` with what it said and what to change. Each array task runs one trial through ``launch.runner.execute`` and records it
 in the store (a shared filesystem). A task that is preempted or reaches its time
 limit is requeued by submitit (``Checkpointable``); whether requeued that way or
 by ``scontrol requeue``, the trial resumes from its own last epoch checkpoint.
@@ -14,6 +19,9 @@ function ``sbatch_parameters``.
 
 from __future__ import annotations
 
+import contextlib
+import getpass
+import io
 import json
 import math
 import os
@@ -25,7 +33,7 @@ from pathlib import Path
 from ..spec import SlurmConfig
 from prernn.settings import setting
 
-from .base import Backend, Events, Held, Job
+from .base import Backend, BackendRefused, Events, Held, Job
 
 ROOT = Path(__file__).resolve().parents[2]
 ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED", "REQUEUE_HOLD",
@@ -161,17 +169,48 @@ class SlurmBackend(Backend):
         return f"SLURM array job(s) {', '.join(arrays)}"
 
     def run(self, jobs: list[Job], events: Events) -> bool:
-        """Submit one array; with ``wait``, follow it until every trial is recorded. Returns finished."""
-        import submitit
-
+        """Submit the jobs as arrays the cluster accepts, as many as its queue has room for; the
+        rest are held: with ``wait`` submitted as earlier jobs drain (and followed until every
+        trial has ended), without it left for a rerun (they are not recorded, so a rerun finds
+        them pending; submitted ones it finds queued). Returns whether every trial has ended."""
         if not jobs:
             return True
         root = Path(jobs[0].store_root)
+        limits = cluster_limits(self.options)
+        held = self._submit_what_fits(root, list(jobs), limits)
+        if not self.options.wait:
+            if held:
+                print(f"{len(held)} trials held back ({limits.room()[1]}): rerun the sweep once earlier jobs have "
+                      "left the queue, or run it with --wait to submit them as they drain")
+            return False
+        if held:
+            print(f"{len(held)} trials held back ({limits.room()[1]}): submitted as earlier jobs drain")
+        self._follow(root, jobs, held, limits, events)
+        return True
+
+    def _submit_what_fits(self, root: Path, queue: list[Job], limits: "Limits") -> list[Job]:
+        """Submit the head of ``queue`` in arrays of at most ``limits.max_array_size`` tasks, as
+        many jobs as the queue has room for now; returns the jobs held back."""
+        room, _ = limits.room()
+        while queue and room > 0:
+            chunk = queue[:min(room, limits.max_array_size)]
+            self._submit(root, chunk, limits)
+            queue, room = queue[len(chunk):], room - len(chunk)
+        return queue
+
+    def _submit(self, root: Path, jobs: list[Job], limits: "Limits") -> dict:
+        """One array; its record is written before anything else can ask about its trials."""
+        import submitit
+
         folder = root / "slurm" / "logs"
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=3)
         executor.update_parameters(**sbatch_parameters(self.resources, self.options, f"prernn-{self.sweep}"))
-        task = _checkpointable()()
-        array = executor.map_array(task, jobs, [self.threads] * len(jobs))
+        said = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(said):  # submitit echoes sbatch's stderr before raising
+                array = executor.map_array(_checkpointable()(), jobs, [self.threads] * len(jobs))
+        except submitit.core.utils.FailedJobError as e:
+            raise SubmissionRefused(refusal(str(e) or said.getvalue(), len(jobs), limits)) from None
         job_id = array[0].job_id.split("_")[0]
         # a one-task array is a plain job ("28"), others are "<id>_<index>": keep submitit's own ids
         record = {"job_id": job_id, "trials": [j.trial_id for j in jobs], "jobs": [a.job_id for a in array],
@@ -181,27 +220,106 @@ class SlurmBackend(Backend):
         os.replace(tmp, root / "slurm" / f"{job_id}.json")
         print(f"submitted {len(jobs)} trials as SLURM array job {job_id} "
               f"(at most {self.options.array_parallelism} at once); logs in {folder}")
-        if not self.options.wait:
-            return False
-        self._follow(root, jobs, record, events)
-        return True
+        return record
 
-    def _follow(self, root: Path, jobs: list[Job], record: dict, events: Events) -> None:
+    def _follow(self, root: Path, jobs: list[Job], held: list[Job], limits: "Limits", events: Events) -> None:
+        """Until every trial has ended: these jobs (submitting the held ones as room appears, with
+        progress events) and the sweep's trials that earlier launches left queued (silently)."""
         store = jobs[0].store
-        pending = dict(zip(record["trials"], record["jobs"]))
+        ours = {j.trial_id for j in jobs}
+        earlier = {tid for tid, h in self.held(root).items() if h.active and tid not in ours}
+        waiting = ours - {j.trial_id for j in held}
         started: set[str] = set()
-        while pending:
+        while waiting or held or earlier:
             time.sleep(1)
+            if held:
+                before = {j.trial_id for j in held}
+                held = self._submit_what_fits(root, held, limits)
+                waiting |= before - {j.trial_id for j in held}
             recorded = store.statuses()
-            states = job_states([record["job_id"]])
-            for tid, job in list(pending.items()):
-                state = states.get(job, "PENDING")
+            latest = trial_states(root)
+            earlier = {tid for tid in earlier if latest[tid][0] in ACTIVE}
+            for tid in list(waiting):
+                state = latest[tid][0] if tid in latest else "PENDING"
                 if state == "RUNNING" and tid not in started:
                     started.add(tid)
                     events.started(tid)
                 if tid in recorded and state not in ACTIVE:
                     events.finished(tid, recorded[tid])
-                    del pending[tid]
+                    waiting.discard(tid)
                 elif state not in ACTIVE and state != "UNKNOWN":  # ended without a row: cancelled, killed
                     events.finished(tid, state.lower())
-                    del pending[tid]
+                    waiting.discard(tid)
+
+
+class SubmissionRefused(BackendRefused):
+    """sbatch refused an array: what the cluster said, why, and what to change."""
+
+
+def refusal(said: str, tasks: int, limits: "Limits") -> str:
+    """sbatch's complaint as one line with what to change, e.g. 'Invalid job array specification'."""
+    reason = next((line.split("failed:", 1)[1].strip() for line in said.splitlines() if "failed:" in line),
+                  " ".join(said.split()) or "no reason given")
+    hint = "check the spec's `slurm:` section and `resources:`"
+    if "array" in reason.lower():
+        hint = (f"the array had {tasks} tasks and the cluster's MaxArraySize is {limits.cluster_array_size}: set "
+                f"slurm.max_array_size to at most {limits.cluster_array_size} (or leave it unset)")
+    elif "partition" in reason.lower():
+        hint = "check --partition / slurm.partition (`sinfo` lists the partitions)"
+    elif "account" in reason.lower():
+        hint = "check --account / slurm.account (`sacctmgr show assoc user=$USER` lists yours)"
+    elif "qos" in reason.lower() or "policy" in reason.lower() or "limit" in reason.lower():
+        hint = "a queue or QOS limit: lower slurm.max_queued, or check --qos / slurm.qos"
+    return f"sbatch refused an array of {tasks} trials: {reason} ({hint}); nothing of it was submitted"
+
+
+@dataclass
+class Limits:
+    """How much the cluster takes: tasks per array, and room in the queue now (``room``)."""
+
+    max_array_size: int
+    cluster_array_size: int
+    max_queued: int | None  # slurm.max_queued
+    max_submit: int | None  # the user's association's MaxSubmitJobs
+    max_job_count: int | None  # the cluster's MaxJobCount
+
+    def room(self) -> tuple[int, str]:
+        """Jobs that may be submitted now, and the limit that decides it."""
+        caps = []
+        if self.max_queued is not None or self.max_submit is not None:
+            mine = _queued(user=True)
+            if self.max_queued is not None:
+                caps.append((self.max_queued - mine, f"slurm.max_queued {self.max_queued}, {mine} of your jobs queued"))
+            if self.max_submit is not None:
+                caps.append((self.max_submit - mine, f"MaxSubmitJobs {self.max_submit}, {mine} of your jobs queued"))
+        if self.max_job_count is not None:
+            every = _queued(user=False)
+            caps.append((self.max_job_count - every, f"the cluster's MaxJobCount {self.max_job_count}, {every} queued"))
+        return min(caps, default=(1 << 30, "no queue limit"))
+
+
+def cluster_config() -> dict[str, str]:
+    """``scontrol show config`` as {key: value}."""
+    out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout
+    return {k.strip(): v.strip() for k, sep, v in (line.partition("=") for line in out.splitlines()) if sep}
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text and text.strip().isdigit() else None
+
+
+def cluster_limits(options: SlurmOptions) -> Limits:
+    """The cluster's MaxArraySize and MaxJobCount, the user's MaxSubmitJobs, and the spec's overrides."""
+    conf = cluster_config()
+    size = _int(conf.get("MaxArraySize")) or 1001
+    user = os.environ.get("USER") or getpass.getuser()
+    assoc = subprocess.run(["sacctmgr", "-nP", "show", "assoc", f"user={user}", "format=MaxSubmit"],
+                           capture_output=True, text=True).stdout.split()
+    submit = min((v for v in map(_int, assoc) if v is not None), default=None)
+    return Limits(options.max_array_size or size, size, options.max_queued, submit, _int(conf.get("MaxJobCount")))
+
+
+def _queued(user: bool) -> int:
+    """Jobs in the queue (each array task one job, as the limits count them), the user's or everyone's."""
+    cmd = ["squeue", "-h", "-r", "-o", "%i"] + (["-u", os.environ.get("USER") or getpass.getuser()] if user else [])
+    return len(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split())
