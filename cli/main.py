@@ -66,7 +66,7 @@ def add_backend_options(p: argparse.ArgumentParser) -> None:
         rule = f.metadata.get("rule")
         text = f"{rule.doc if rule else ''} [{', '.join(backends)}]"
         args = [f"--{name.replace('_', '-')}"]
-        kinds = [a for a in typing.get_args(eval(ann) if isinstance(ann, str) else ann) if a is not type(None)]
+        kinds = [a for a in typing.get_args(ann) if a is not type(None)]  # fields_of resolves annotations
         kind = (kinds or [ann])[0]
         if kind is bool:
             group.add_argument(*args, dest=name, action="store_true", default=argparse.SUPPRESS, help=text)

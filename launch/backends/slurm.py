@@ -299,8 +299,11 @@ class Limits:
 
 
 def cluster_config() -> dict[str, str]:
-    """``scontrol show config`` as {key: value}."""
-    out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout
+    """``scontrol show config`` as {key: value} ({} where it cannot be read: SLURM's defaults apply)."""
+    try:
+        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {}
     return {k.strip(): v.strip() for k, sep, v in (line.partition("=") for line in out.splitlines()) if sep}
 
 
@@ -312,14 +315,20 @@ def cluster_limits(options: SlurmOptions) -> Limits:
     """The cluster's MaxArraySize and MaxJobCount, the user's MaxSubmitJobs, and the spec's overrides."""
     conf = cluster_config()
     size = _int(conf.get("MaxArraySize")) or 1001
-    user = os.environ.get("USER") or getpass.getuser()
-    assoc = subprocess.run(["sacctmgr", "-nP", "show", "assoc", f"user={user}", "format=MaxSubmit"],
-                           capture_output=True, text=True).stdout.split()
+    try:  # no accounting: no association limits
+        assoc = subprocess.run(["sacctmgr", "-nP", "show", "assoc", f"user={_user()}", "format=MaxSubmit"],
+                               capture_output=True, text=True).stdout.split()
+    except OSError:
+        assoc = []
     submit = min((v for v in map(_int, assoc) if v is not None), default=None)
     return Limits(options.max_array_size or size, size, options.max_queued, submit, _int(conf.get("MaxJobCount")))
 
 
+def _user() -> str:
+    return os.environ.get("USER") or getpass.getuser()
+
+
 def _queued(user: bool) -> int:
     """Jobs in the queue (each array task one job, as the limits count them), the user's or everyone's."""
-    cmd = ["squeue", "-h", "-r", "-o", "%i"] + (["-u", os.environ.get("USER") or getpass.getuser()] if user else [])
+    cmd = ["squeue", "-h", "-r", "-o", "%i"] + (["-u", _user()] if user else [])
     return len(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split())
