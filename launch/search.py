@@ -19,6 +19,7 @@ from pathlib import Path
 
 import optuna
 
+from prernn.config import TrialConfig
 from records import Status
 
 from .backends import Job
@@ -119,7 +120,7 @@ def reporter(job: Job):
     study = optuna.load_study(study_name=o["study"], storage=storage(Path(job.store_root), o["storage"]),
                               pruner=_PRUNERS[o["pruner"]]())
     trial = optuna.trial.Trial(study, o["trial"])
-    epochs = job.config["train"]["epochs"]
+    epochs = TrialConfig.from_dict(job.config).total_epochs  # the longest stream's
 
     def report(row: dict) -> None:
         trial.report(row[o["metric"]], row["epoch"])
