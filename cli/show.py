@@ -119,7 +119,11 @@ def cancel(spec, results: Path, console: Console) -> int:
 
     done = []
     for backend in all_backends(spec):
-        what = backend.cancel_trials(results, backend.active_trials(results))
+        try:
+            what = backend.cancel_trials(results, backend.active_trials(results))
+        except (OSError, subprocess.CalledProcessError) as e:
+            print(f"error: cannot cancel the {backend.name} backend's jobs ({e})", file=sys.stderr)
+            return 1
         if what:
             done.append(what)
     if not done:
