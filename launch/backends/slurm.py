@@ -155,8 +155,6 @@ class SlurmBackend(Backend):
 
     def held(self, store_root: Path) -> dict[str, Held]:
         """Every trial of the sweep's submissions, by its latest one."""
-        if not submissions(store_root):
-            return {}
         return {tid: Held(state.lower(), job, state in ACTIVE) for tid, (state, job) in trial_states(store_root).items()}
 
     def cancel_trials(self, store_root: Path, trial_ids: set[str]) -> str:
@@ -177,26 +175,26 @@ class SlurmBackend(Backend):
             return True
         root = Path(jobs[0].store_root)
         limits = cluster_limits(self.options)
-        held = self._submit_what_fits(root, list(jobs), limits)
+        held, why = self._submit_what_fits(root, list(jobs), limits)
         if not self.options.wait:
             if held:
-                print(f"{len(held)} trials held back ({limits.room()[1]}): rerun the sweep once earlier jobs have "
+                print(f"{len(held)} trials held back ({why}): rerun the sweep once earlier jobs have "
                       "left the queue, or run it with --wait to submit them as they drain")
             return False
         if held:
-            print(f"{len(held)} trials held back ({limits.room()[1]}): submitted as earlier jobs drain")
+            print(f"{len(held)} trials held back ({why}): submitted as earlier jobs drain")
         self._follow(root, jobs, held, limits, events)
         return True
 
-    def _submit_what_fits(self, root: Path, queue: list[Job], limits: "Limits") -> list[Job]:
+    def _submit_what_fits(self, root: Path, queue: list[Job], limits: "Limits") -> tuple[list[Job], str]:
         """Submit the head of ``queue`` in arrays of at most ``limits.max_array_size`` tasks, as
         many jobs as the queue has room for now; returns the jobs held back."""
-        room, _ = limits.room()
+        room, why = limits.room()
         while queue and room > 0:
             chunk = queue[:min(room, limits.max_array_size)]
             self._submit(root, chunk, limits)
             queue, room = queue[len(chunk):], room - len(chunk)
-        return queue
+        return queue, why
 
     def _submit(self, root: Path, jobs: list[Job], limits: "Limits") -> dict:
         """One array; its record is written before anything else can ask about its trials."""
@@ -234,7 +232,7 @@ class SlurmBackend(Backend):
             time.sleep(1)
             if held:
                 before = {j.trial_id for j in held}
-                held = self._submit_what_fits(root, held, limits)
+                held, _ = self._submit_what_fits(root, held, limits)
                 waiting |= before - {j.trial_id for j in held}
             recorded = store.statuses()
             latest = trial_states(root)
@@ -289,12 +287,12 @@ class Limits:
         if self.max_queued is not None or self.max_submit is not None:
             mine = _queued(user=True)
             if self.max_queued is not None:
-                caps.append((self.max_queued - mine, f"slurm.max_queued {self.max_queued}, {mine} of your jobs queued"))
+                caps.append((self.max_queued - mine, f"slurm.max_queued {self.max_queued}"))
             if self.max_submit is not None:
-                caps.append((self.max_submit - mine, f"MaxSubmitJobs {self.max_submit}, {mine} of your jobs queued"))
+                caps.append((self.max_submit - mine, f"your MaxSubmitJobs {self.max_submit}"))
         if self.max_job_count is not None:
             every = _queued(user=False)
-            caps.append((self.max_job_count - every, f"the cluster's MaxJobCount {self.max_job_count}, {every} queued"))
+            caps.append((self.max_job_count - every, f"the cluster's MaxJobCount {self.max_job_count}"))
         return min(caps, default=(1 << 30, "no queue limit"))
 
 
