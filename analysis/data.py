@@ -1,4 +1,4 @@
-"""A sweep's results as data frames: every expected trial, aggregated over seeds.
+"""A sweep's results as data frames: exactly the spec's trials, aggregated over seeds.
 
 The store is plain Parquet, one file per trial, so any engine reads it:
 
@@ -7,23 +7,47 @@ The store is plain Parquet, one file per trial, so any engine reads it:
     polars.read_parquet("results/table1/trials/*.parquet")
     duckdb.sql("select * from 'results/table1/trials/*.parquet'")
 
-``trials`` joins the store onto the trials the spec expects, so a trial that never
-ran is a row with status ``missing`` rather than absent. ``aggregate`` groups by
+``load`` takes the trials a spec expands to now (profile and overrides applied: a plan),
+and the seeds ``--until-decided`` added to that plan, from a store that may hold other
+trials too (other profiles, other ``--set`` values, earlier versions of the spec): those
+are left out, counted by why. A trial of the plan that never ran is a row with status
+``missing`` rather than absent; every row carries its ``arm`` (``records.arm_id``: the
+configuration, seed aside). ``aggregate`` groups by
 any config columns (``model.cell``, ``train.lr``, ...) and gives n, mean, std and
 a 95% confidence interval (Student's t over seeds) of a metric over completed trials.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from records import BAD, Status, Store, flatten
+from records import BAD, Status, Store, arm_id, flatten, plan_id
+from records.store import identifying_columns
 
 MISSING = Status.MISSING  # expected by the spec, no row in the store
+
+
+@dataclass
+class SweepData:
+    """A plan's trials in a store, and what the store holds besides."""
+
+    trials: pd.DataFrame  # recorded rows of the plan, plus a 'missing' row per trial that has none; 'arm' column
+    left_out: dict[str, int] = field(default_factory=dict)  # why other rows were left out -> how many
+    seeding: dict | None = None  # the --until-decided record: the claims were tested sequentially
+
+    def left_out_note(self) -> str | None:
+        if not self.left_out:
+            return None
+        n = sum(self.left_out.values())
+        why = ", ".join(f"{k} {w}" for w, k in sorted(self.left_out.items(), key=lambda kv: (-kv[1], kv[0])))
+        return (f"left out {n} trial(s) of the store that are not this spec's (another profile, override or "
+                f"version): {why}")
 
 
 def load_trials(sweep_dir: str | Path, task: str) -> pd.DataFrame:
@@ -36,14 +60,66 @@ def load_epochs(sweep_dir: str | Path, task: str) -> pd.DataFrame:
     return Store(sweep_dir, task).epochs().to_pandas()
 
 
-def trials(sweep_dir: str | Path, task: str, expected=None) -> pd.DataFrame:
-    """Recorded trials, plus a ``missing`` row for every expected trial (``launch.expand.Trial``s, or anything with id, label, config)
-    that has none; config columns of missing rows come from the expected config."""
-    df = load_trials(sweep_dir, task)
+def load(sweep_dir: str | Path, task: str, expected, profile: str | None = None) -> SweepData:
+    """The plan ``expected`` (``launch.expand.Trial``s, or anything with id, label, config) in the
+    store: its recorded rows and the seeds ``--until-decided`` added to it, a ``missing`` row for
+    each of its trials without one (config columns from the expected config), and why the
+    store's other rows were left out (``profile``: the plan's, to name another one)."""
+    expected = list(expected)
+    store = Store(sweep_dir, task)
+    df = store.trials().to_pandas()
+    seeding = store.seeding(plan_id(t.id for t in expected))
+    arms = {t.id: arm_id(t.config) for t in expected} | (seeding or {}).get("trials", {})
+    mine = df.id.isin(arms)
+    left_out = why_left_out(df[~mine], expected, profile)
+    df = df[mine]
     have = set(df.id)
-    rows = [{"id": t.id, "label": t.label, "status": MISSING, **flatten(t.config)}
-            for t in expected or () if t.id not in have]
-    return pd.concat([df, pd.DataFrame(rows, columns=df.columns)], ignore_index=True) if rows else df
+    rows = [{"id": t.id, "label": t.label, "status": MISSING, **flatten(t.config)} for t in expected if t.id not in have]
+    if rows:
+        df = pd.concat([df, pd.DataFrame(rows, columns=df.columns)], ignore_index=True)
+    return SweepData(df.assign(arm=df.id.map(arms)).reset_index(drop=True), left_out, seeding)
+
+
+def trials(sweep_dir: str | Path, task: str, expected=None) -> pd.DataFrame:
+    """The plan's trials (``load(...).trials``); without ``expected``, every recorded row."""
+    return load_trials(sweep_dir, task) if expected is None else load(sweep_dir, task, expected).trials
+
+
+def why_left_out(other: pd.DataFrame, expected, profile: str | None = None) -> dict[str, int]:
+    """Why each row of ``other`` is not one of the plan's trials, counted: 'of profile paper',
+    or the config fields in which it differs from the nearest trial of the plan ('with another
+    train.lr'; 'with another seed': a seed the spec does not list)."""
+    out: Counter = Counter()
+    if not len(other):
+        return {}
+    if profile is not None:
+        foreign = other.profile.notna() & (other.profile != profile)
+        out.update(f"of profile {p}" for p in other.profile[foreign])
+        other = other[~foreign]
+    if not len(other) or not expected:
+        out.update({"with another configuration": len(other)} if len(other) else {})
+        return dict(out)
+    cols = [c for c in identifying_columns() if c in other.columns]
+    plan = pd.DataFrame([flatten(t.config) for t in expected]).reindex(columns=cols)
+    codes = [pd.factorize(pd.concat([plan[c], other[c]], ignore_index=True).map(plain))[0] for c in cols]
+    codes = np.stack(codes, axis=1)
+    mine, theirs = codes[:len(plan)], codes[len(plan):]
+    for start in range(0, len(theirs), 2000):  # rows x plan x columns, a block at a time
+        diff = theirs[start:start + 2000, None, :] != mine[None, :, :]
+        nearest = diff.sum(2).argmin(1)
+        for i, j in enumerate(nearest):
+            fields = [c for c, d in zip(cols, diff[i, j]) if d]
+            out[f"with another {', '.join(fields)}" if fields else "recorded twice"] += 1
+    return dict(out)
+
+
+def plain(v):
+    """A config value as one comparable text: NaN and None alike, 8.0 as 8."""
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "None"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
 
 
 def aggregate(df: pd.DataFrame, by: list[str], metric: str) -> pd.DataFrame:

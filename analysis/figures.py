@@ -3,6 +3,7 @@ and thin plotly renderers of that data.
 
   hidden_size_data / hidden_size      Table 1: traditional hidden size vs metric per cell (log x,
                                       95% CI bars), each cell's PreRNN value as a dashed line
+                                      (one line per configuration where a cell holds several)
   bars_data / bars                    Tables 1-3: grouped bars per layout column (the mean), 95% CI
                                       error bars, every seed's value as a point over them, the
                                       paper's values as markers (on their own axis on a miniature)
@@ -22,7 +23,7 @@ import pandas as pd
 from records import Status
 
 from .data import aggregate
-from .tables import CELL_NAMES
+from .tables import CELL_NAMES, cells
 
 COLOURS = {"VRNN": "#1f77b4", "LSTM": "#ff7f0e", "GRU": "#2ca02c"}
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -35,21 +36,28 @@ def _half(agg: pd.DataFrame) -> np.ndarray:
 
 
 def hidden_size_data(trials: pd.DataFrame, metric: str) -> list[dict]:
-    """Per cell: traditional (non-matched) hidden sizes, mean and CI half-width; the PreRNN mean."""
-    trad = trials[(trials["model.model"] == "traditional") & ~trials["model.matched"].fillna(False).astype(bool)
-                  & (trials.status == Status.COMPLETED)]
+    """Per cell (per configuration, where a cell holds several: ``tables.cells``): traditional
+    (non-matched) hidden sizes, mean and CI half-width; ``prernn``: the mean of each PreRNN
+    configuration of that cell type, by its label."""
+    df = cells(trials, "table1")
+    df = df.assign(extra=df.column.str.extract(r"( \[.*\])$", expand=False).fillna(""))
+    done = df[df.status == Status.COMPLETED]
+    trad = done[(done["model.model"] == "traditional") & ~done["model.matched"].fillna(False).astype(bool)]
     if trad["model.hidden_dim"].nunique() < 2:  # no sizes to put on an axis
         return []
     trad = trad.assign(h=trad["model.hidden_dim"].astype(int))
-    sizes = aggregate(trad, ["model.cell", "h"], metric)
-    pre = aggregate(trials[trials["model.model"] == "prernn"], ["model.cell"], metric).set_index("model.cell")
+    sizes = aggregate(trad, ["row", "extra", "h"], metric)
+    pre = aggregate(done[done["model.model"] == "prernn"], ["row", "extra"], metric)
     out = []
-    for cell, name in CELL_NAMES.items():
-        s = sizes[(sizes["model.cell"] == cell) & (sizes.n > 0)].sort_values("h")
-        if not len(s) and cell not in pre.index:
-            continue
-        out.append({"cell": name, "x": s.h.tolist(), "y": s["mean"].tolist(), "error": _half(s).tolist(),
-                    "prernn": float(pre.loc[cell, "mean"]) if cell in pre.index else None})
+    for row in CELL_NAMES.values():
+        mine = pre[pre.row == row]
+        lines = {f"{row} PreRNN{e}": float(m) for e, m in zip(mine.extra, mine["mean"])}
+        for extra in sorted(set(sizes.extra[sizes.row == row])) or [""]:
+            s = sizes[(sizes.row == row) & (sizes.extra == extra) & (sizes.n > 0)].sort_values("h")
+            if not len(s) and not lines:
+                continue
+            out.append({"cell": row + extra, "x": s.h.tolist(), "y": s["mean"].tolist(),
+                        "error": _half(s).tolist(), "prernn": lines})
     return out
 
 
@@ -104,9 +112,9 @@ def hidden_size(data: list[dict], metric: str, title: str = ""):
         colour = COLOURS.get(d["cell"])
         fig.add_trace(go.Scatter(x=d["x"], y=d["y"], error_y={"type": "data", "array": d["error"]},
                                  mode="lines+markers", name=f"{d['cell']} traditional", line={"color": colour}))
-        if d["prernn"] is not None and d["x"]:
-            fig.add_trace(go.Scatter(x=[min(d["x"]), max(d["x"])], y=[d["prernn"]] * 2, mode="lines",
-                                     name=f"{d['cell']} PreRNN", line={"color": colour, "dash": "dash"}))
+        for name, value in d["prernn"].items() if d["x"] else ():
+            fig.add_trace(go.Scatter(x=[min(d["x"]), max(d["x"])], y=[value] * 2, mode="lines",
+                                     name=name, line={"color": colour, "dash": "dash"}))
     fig.update_layout(title=title or f"Hidden size vs {metric}", xaxis={"type": "log", "title": "hidden size"},
                       yaxis={"title": metric}, template="plotly_white")
     return fig

@@ -17,7 +17,7 @@ import pandas as pd
 from records import GOOD
 
 from . import figures
-from .data import MISSING, load_epochs, trials as expected_trials
+from .data import MISSING, load, load_epochs
 from .tables import LAYOUTS, cell_values, references, table, wide
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}
@@ -54,29 +54,39 @@ def build(spec, expected, sweep_dir: str | Path) -> str:
     reference rows, the figures (each only with data to show), provenance, trials."""
     from prernn.tasks import TASKS
 
-    from .summary import interval, summarize, verdict_text
+    from .summary import interval, level_text, summarize, verdict_text
 
     task = TASKS[spec.task]
     metric = task.primary
-    df = expected_trials(sweep_dir, spec.task, expected)
+    data = load(sweep_dir, spec.task, expected, spec.profile)
+    df = data.trials
     epochs = load_epochs(sweep_dir, spec.task)
-    s = summarize(df, spec, metric, task.mode)
+    epochs = epochs[epochs.id.isin(set(df.id))]
+    s = summarize(data, spec, metric, task.mode)
     parts = [f"<h1>{html.escape(spec.name)}: {html.escape(spec.description or spec.task)}</h1>",
              f"<p class=note>{html.escape(s.title)}</p>"]
     parts.append("<h2>Claims</h2>")
     if s.claims is not None and len(s.claims):
-        c = s.claims.assign(improvement_95=[interval(r, s.digits) for _, r in s.claims.iterrows()],
+        c = s.claims.assign(decision=[interval(r, s.digits) for _, r in s.claims.iterrows()],
+                            unadjusted=[interval(r, s.digits, "t_low", "t_high") for _, r in s.claims.iterrows()],
                             verdict_text=[verdict_text(r) for _, r in s.claims.iterrows()])
         counts = c.verdict.value_counts().to_dict()
+        sequential = (c.procedure == "sequential").any()
         parts.append(f"<p>{len(c)} claims: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
-                     + ". The improvement is positive when the claim holds; its 95% t interval over seeds "
-                     "(paired by seed where the arms share seeds), a seeded bootstrap interval, Hedges' g, the "
-                     "probability that the claimed-better arm wins, and the p-value Holm-adjusted within the "
-                     "table decide the verdict (reproduced / reversed / inconclusive with the seeds that would "
-                     "resolve the observed effect at 80% power).</p>")
-        shown = c[["claim", "improvement_95", "n", "boot_low", "boot_high", "hedges_g", "p_superior", "p_holm",
-                   "verdict_text"]].rename(columns={"improvement_95": "improvement [95% t]",
-                                                    "verdict_text": "verdict"})
+                     + f". The improvement is positive when the claim holds. The verdict is read from one interval, "
+                     f"shown first ({html.escape(level_text(c))}): "
+                     + ("a confidence sequence over the seeds, valid however many seeds --until-decided added"
+                        if sequential else "the t interval over seeds (paired by seed where the arms share seeds)")
+                     + " at the level Holm's step-down tested the claim at within its table - reproduced above 0, "
+                     "reversed below, equivalent within the practical margin (declared before the run), else "
+                     "inconclusive with the reason and the seeds that would resolve the observed effect at 80% "
+                     "power. Beside it, for reference only: the unadjusted 95% t interval, a seeded bootstrap "
+                     "interval, Hedges' g, the probability that the claimed-better arm wins, the raw and "
+                     "Holm-adjusted p.</p>")
+        shown = c[["claim", "decision", "unadjusted", "n", "margin", "boot_low", "boot_high", "hedges_g", "p_superior",
+                   "p", "p_holm", "verdict_text", "why"]].rename(columns={
+                       "decision": "improvement [the verdict's interval]", "unadjusted": "95% t (unadjusted)",
+                       "verdict_text": "verdict"})
         parts.append(_table_html(shown.round(4)).replace("<td>reversed", "<td class=bad>reversed"))
     else:
         parts.append("<p class=note>no claims: the sweep has no paper table and declares none (claims: in the "

@@ -1,15 +1,17 @@
 """The end-of-run summary, readable in an 80-column terminal.
 
 1. The claims (``analysis.claims``): the paper's about its table and the spec's own,
-   each with our improvement (positive: as claimed) and its 95% interval, n seeds and
-   the verdict.
+   each with our improvement (positive: as claimed) and the interval its verdict was read
+   from (Holm's level within the family; a confidence sequence when ``--until-decided``
+   chose the seeds), n seeds, the verdict and, when inconclusive, why.
 2. The paper's layout, turned so that it fits: one line per column of the paper's table
    (a hidden size, a variant), one column per cell type, each ``ours ±half | paper``
    (ours: the mean over seeds and the 95% half-interval). On the paper profile the
    difference to the paper is meaningful and shown; on a miniature it is not (another
    scale), and the rank agreement with the paper's ordering is shown instead (Kendall's
    tau per cell type).
-3. The reference rows, and a warning naming every model that does not beat the constant.
+3. The reference rows, a warning naming every model that does not beat the constant, and
+   what the store held besides the spec's trials (left out, counted by why).
 Sweeps without a paper table get a per-trial listing instead of 2.
 """
 
@@ -21,6 +23,8 @@ import pandas as pd
 from scipy import stats as scistats
 
 from . import claims as claimlib
+from . import stats
+from .data import SweepData
 from .tables import LAYOUTS, not_beating_constant, reference_text, references, table
 
 
@@ -41,29 +45,52 @@ def short(x: float, digits: int = 4) -> str:
     return text.replace("0.", ".", 1) if abs(x) < 1 else text
 
 
-def interval(r, digits: int = 4) -> str:
+def interval(r, digits: int = 4, low: str = "low", high: str = "high") -> str:
+    """'+.0026 [+.0020,+.0033]': the improvement and the interval its verdict was read from (or,
+    with ``low``/``high`` = 't_low'/'t_high', the unadjusted 95% t interval)."""
     if pd.isna(r.get("improvement")):
         return "—"
     sign = lambda v: ("+" if v >= 0 else "-") + short(abs(v), digits)  # noqa: E731
-    return f"{sign(r.improvement)} [{sign(r.t_low)},{sign(r.t_high)}]"
+    if pd.isna(r.get(low)) or pd.isna(r.get(high)):
+        return sign(r.improvement)
+    return f"{sign(r.improvement)} [{sign(r[low])},{sign(r[high])}]"
+
+
+SHORT_WHY = {stats.FEW_SEEDS: "n<2", stats.NO_SPREAD: "no spread", stats.STRADDLES: "margin",
+             stats.BUDGET: "budget", stats.UNPAIRED: "unpaired"}
 
 
 def verdict_text(r) -> str:
-    if r.verdict == "inconclusive" and pd.notna(r.get("seeds_needed")):
-        return f"inconclusive ~{int(r.seeds_needed)}"  # seeds that would resolve the observed effect
-    if r.verdict == "inconclusive" and r.get("why"):
-        return "inconclusive (n<2)" if r.why == claimlib.FEW_SEEDS else "inconclusive (no spread)"
-    return r.verdict
+    """The verdict, and for an inconclusive claim its reason in a word ('inconclusive (margin)')
+    and the seeds that would decide the observed effect ('~14')."""
+    if r.verdict != stats.INCONCLUSIVE:
+        return r.verdict
+    why = r.get("why")
+    word = SHORT_WHY.get(why, "arms" if isinstance(why, str) and "configurations" in why else None)
+    needed = f" ~{int(r.seeds_needed)}" if pd.notna(r.get("seeds_needed")) else ""
+    return f"inconclusive{f' ({word})' if word else ''}{needed}"
 
 
-def summarize(trials: pd.DataFrame, spec, metric: str, mode: str) -> Summary:
+def level_text(claims: pd.DataFrame) -> str:
+    """How the intervals were made: '99.72% t (Holm, 18 claims)' per family."""
+    parts = []
+    for (procedure, level), g in claims.groupby(["procedure", "level"], sort=False, dropna=True):
+        kind = "t" if procedure == stats.FIXED else "confidence sequence"
+        parts.append(f"{100 * level:.4g}% {kind}")
+    return "; ".join(dict.fromkeys(parts))
+
+
+def summarize(data: SweepData, spec, metric: str, mode: str) -> Summary:
+    trials = data.trials
     paper_profile = spec.profile == "paper"
     out = Summary(f"{spec.name} [{spec.profile} profile]: {metric}, "
                   f"{'lower' if mode == 'min' else 'higher'} is better", digits=4 if mode == "min" else 3)
+    procedure = stats.SEQUENTIAL if data.seeding else stats.FIXED
+    budget = (data.seeding or {}).get("max_seeds")
     tested = []
     if spec.reference in LAYOUTS and len(trials):
         long = table(trials, spec.reference, metric)
-        tested.append(claimlib.table_claims(trials, spec.reference, metric, mode))
+        tested.append(claimlib.table_claims(trials, spec.reference, metric, mode, spec.profile, procedure, budget))
         out.layout_header, out.layout = _layout(long, paper_profile, out.digits)
         if not paper_profile:
             out.notes.append("rank agreement with the paper's ordering (Kendall's tau; +1 the same order): "
@@ -73,9 +100,13 @@ def summarize(trials: pd.DataFrame, spec, metric: str, mode: str) -> Summary:
         out.listing = trials.sort_values(["label", "seed"])[["label", "seed", "status", metric]]
     own = claimlib.spec_claims(spec)
     if own and len(trials):
-        tested.append(claimlib.test(own, trials, metric, mode))
+        tested.append(claimlib.test(own, trials, metric, mode, procedure=procedure, max_seeds=budget))
     if tested:
         out.claims = pd.concat(tested, ignore_index=True)
+        if (out.claims.n < 2).all():
+            out.notes.append(f"no claim can be tested: every configuration has at most one completed seed (this "
+                             f"profile runs seeds {list(spec.seeds)}); add seeds with --set 'seeds=[0,1,2]' or "
+                             "let --until-decided add them")
     refs = references(trials, metric)
     if len(refs):
         out.notes.append(f"reference rows: {reference_text(refs)}")
@@ -83,6 +114,8 @@ def summarize(trials: pd.DataFrame, spec, metric: str, mode: str) -> Summary:
     if worse:
         out.notes.append(f"WARNING: {len(worse)} model(s) do not beat the constant predictor - they learned nothing "
                          f"the training set's mean did not already say: {', '.join(worse)}")
+    if data.left_out_note():
+        out.notes.append(data.left_out_note())
     return out
 
 

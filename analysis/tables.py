@@ -5,6 +5,12 @@ can be pivoted, plotted or rendered; ``wide`` gives the paper's shape as text.
 Every cell the layout has is present: with no completed trial its status says
 why (``failed``: only failed/diverged trials; ``missing``: never run).
 
+A cell is one configuration with its seeds. Trials the layout puts in one cell but that
+differ in another field (an axis the paper's table has no place for, e.g. ``--set
+'grid.1.train.lr=[0.05,0.1]'``) are never averaged: each configuration becomes its own
+column, named by the layout's column and the fields that tell them apart
+(``PreRNN [train.lr=0.05]``), with the paper's value of the layout's column.
+
 Every table also has reference rows (``references``: a constant predictor, a linear
 probe, the per-frame CNN) and says which models do not beat the constant
 (``not_beating_constant``).
@@ -25,8 +31,9 @@ import numpy as np
 import pandas as pd
 
 from records import PAPER_TABLES, Status
+from records.store import identifying_columns
 
-from .data import aggregate
+from .data import plain, aggregate
 
 REFERENCE = Path(__file__).parent / "reference"
 CELL_NAMES = {"vrnn": "VRNN", "lstm": "LSTM", "gru": "GRU"}
@@ -107,12 +114,31 @@ def _order_table1(columns) -> list[str]:
 
 
 def cells(trials: pd.DataFrame, name: str) -> pd.DataFrame:
-    """The trials of the table's cells, with their ``row`` (cell type) and ``column``."""
+    """The trials of the table's cells, with their ``row`` (cell type), ``layout`` (the paper's
+    column) and ``column`` (the layout's, or one per configuration where a cell holds several)."""
     columns_of = LAYOUTS[name][0]
     df = trials[trials["model.cell"].isin(CELL_NAMES)].copy()
     df["row"] = df["model.cell"].map(CELL_NAMES)
-    df["column"] = columns_of(df) if len(df) else pd.Series(dtype=str)
+    df["layout"] = columns_of(df) if len(df) else pd.Series(dtype=str)
+    df["column"] = df["layout"] + _configurations(df)
     return df
+
+
+def _configurations(df: pd.DataFrame) -> pd.Series:
+    """' [train.lr=0.05]' for each trial of a cell that holds several configurations (arms):
+    the fields, seed aside, in which that cell's configurations differ; '' elsewhere."""
+    out = pd.Series("", index=df.index, dtype=object)
+    if "arm" not in df or not len(df):
+        return out
+    fields = [c for c in identifying_columns() if c != "seed" and c in df]
+    for _, g in df.groupby(["row", "layout"], sort=False):
+        if g.arm.nunique() < 2:
+            continue
+        plain = g[fields].map(plain)
+        differ = [c for c in fields if plain[c].nunique() > 1]
+        out[g.index] = [" [" + ", ".join(f"{c}={v}" for c, v in zip(differ, values)) + "]"
+                        for values in plain[differ].itertuples(index=False)]
+    return out
 
 
 def cell_values(trials: pd.DataFrame, name: str, metric: str) -> pd.DataFrame:
@@ -123,16 +149,19 @@ def cell_values(trials: pd.DataFrame, name: str, metric: str) -> pd.DataFrame:
 
 
 def table(trials: pd.DataFrame, name: str, metric: str) -> pd.DataFrame:
-    """Long form: row (cell), column, n, mean, std, ci_low, ci_high, failed, missing, paper, diff, status."""
+    """Long form: row (cell), column, layout (the paper's column), n, mean, std, ci_low, ci_high,
+    failed, missing, paper, diff, status."""
     _, paper_of, order = LAYOUTS[name]
     ref = reference(name)
     df = cells(trials, name)
     agg = aggregate(df, ["row", "column"], metric)
-    columns = order or _order_table1(set(df["column"]))
-    grid = pd.DataFrame([(r, c) for r in CELL_NAMES.values() for c in columns], columns=["row", "column"])
+    layouts = order or _order_table1(set(df["layout"]))
+    variants = {lay: sorted(set(df.column[df.layout == lay])) or [lay] for lay in layouts}
+    grid = pd.DataFrame([(r, c, lay) for r in CELL_NAMES.values() for lay in layouts for c in variants[lay]],
+                        columns=["row", "column", "layout"])
     out = grid.merge(agg, on=["row", "column"], how="left")
     out[["n", "failed", "missing"]] = out[["n", "failed", "missing"]].fillna(0).astype(int)
-    out["paper"] = [paper_of(ref, r, c) for r, c in zip(out.row, out.column)]
+    out["paper"] = [paper_of(ref, r, lay) for r, lay in zip(out.row, out.layout)]
     out["diff"] = out["mean"] - out["paper"]
     na = (out.row == "VRNN") & out.column.str.startswith("prernn-sih") if name == "table3" else False
     out["status"] = np.select([na, out.n > 0, out.failed > 0], [NOT_APPLICABLE, "ok", "failed"], "missing")

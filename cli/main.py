@@ -5,6 +5,11 @@
     prernn-sweep status SPEC [--profile ...] [--set ...] [--results-dir DIR]
     prernn-sweep cancel SPEC [...]          cancel the sweep's queued/running jobs
     prernn-sweep report SPEC [...] [--output FILE]   one self-contained HTML report
+    prernn-sweep summary SPEC [...]         the claims and the table, from the store (read-only)
+
+A spec's results live in results/<sweep name>/<profile>/ unless --results-dir says
+otherwise; the tables and claims use exactly the trials the spec expands to now
+(profile and --set applied) and say what else the store holds.
 
 (``python launch/sweep.py`` is the same command.) Exit codes: 0 every trial of the
 spec completed, 1 some failed or diverged, 2 bad input (nothing is written).
@@ -18,7 +23,7 @@ import sys
 import typing
 from pathlib import Path
 
-COMMANDS = ("run", "status", "cancel", "report")
+COMMANDS = ("run", "status", "cancel", "report", "summary")
 LOST_AFTER = 120  # seconds without a heartbeat (trials beat every 10 s)
 
 
@@ -32,7 +37,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
                    help="override any field of the merged spec, e.g. --set train.epochs=2 (repeatable)")
     p.add_argument("--data-root", metavar="DIR",
                    help="the real dataset's directory (paper profiles); short for --set data.root=DIR")
-    p.add_argument("--results-dir", type=Path, help="the sweep's store (default: results/<sweep name>/)")
+    p.add_argument("--results-dir", type=Path, help="the sweep's store (default: results/<sweep name>/<profile>/)")
     if command == "report":
         p.add_argument("--output", type=Path, help="the HTML file (default: <results>/report.html)")
     if command in ("run", "status"):
@@ -101,6 +106,16 @@ def _lost_after(text: str) -> int:
     return value
 
 
+def default_results(spec) -> Path:
+    """results/<sweep name>/<profile>: each profile its own store. A store of the old layout
+    (every profile in results/<sweep name>) is named, never read or moved silently."""
+    old, new = Path("results") / spec.name, Path("results") / spec.name / spec.profile
+    if (old / "trials").is_dir() and not new.exists():
+        print(f"note: {old} holds a store of the old layout (every profile together); this command uses {new}. "
+              f"Read the old one with --results-dir {old}", file=sys.stderr)
+    return new
+
+
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
@@ -122,13 +137,15 @@ def main(argv: list[str] | None = None) -> int:
         overrides = args.set + ([f"data.root={json.dumps(args.data_root)}"] if args.data_root else [])
         spec = load_spec(args.spec, args.profile, overrides)
         trials = expand(spec, args.spec)
-        results = args.results_dir or Path("results") / spec.name
+        results = args.results_dir or default_results(spec)
         if command == "status":
             return show.status(spec, trials, results, args.lost_after, console)
         if command == "cancel":
             return show.cancel(spec, results, console)
         if command == "report":
             return show.report(spec, trials, results, args.output, console)
+        if command == "summary":
+            return show.summary(spec, trials, results, console)
         backend = create(args.backend, spec, given)
         if args.until_decided and not backend.ends_trials:
             print(f"error: --until-decided tests the claims once the trials have ended: with --backend {args.backend} "

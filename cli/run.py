@@ -13,7 +13,7 @@ from rich.table import Table
 
 from launch.spec import SpecError
 from launch.backends import BackendRefused
-from records import BAD, GOOD, Status, Store, git_commit
+from records import BAD, GOOD, Status, Store, git_commit, plan_id
 
 
 def check_inputs(spec, trials, results: Path, backend: str) -> None:
@@ -135,10 +135,7 @@ def run(spec, trials, results: Path, backend, args, console: Console) -> int:
     if not ended:
         console.print(follow)
         return 0
-    notes = []
-    if args.until_decided:
-        added, notes = until_decided(spec, trials, backend, store, meta, args, console)
-        trials = trials + added
+    notes = until_decided(spec, trials, backend, store, meta, args, console) if args.until_decided else []
     return show.outcome(spec, trials, store, console, notes)
 
 
@@ -163,34 +160,30 @@ def run_on(jobs, backend, console: Console) -> bool:
             return True
 
 
-def until_decided(spec, trials, backend, store, meta: dict, args, console: Console):
-    """Rounds of added seeds for the configurations behind undecided claims (cli.seeding).
-    Returns the trials added and the lines that say which claims stayed undecided."""
+def until_decided(spec, trials, backend, store, meta: dict, args, console: Console) -> list[str]:
+    """Rounds of added seeds for the configurations behind undecided claims (cli.seeding), each
+    recorded in the store before it runs. Returns the lines that say what was decided."""
+    from analysis.data import load
     from prernn.tasks import TASKS
 
     from . import seeding
 
     task = TASKS[spec.task]
-    known = {t.id: t for t in trials}
-    for round_ in range(1, 1000):
-        df = store.trials().to_pandas()
-        df = df[df.id.isin(known)]
-        tested, arms = seeding.test_claims(spec, df, task.primary, task.mode)
-        new = [t for t in seeding.more_seeds(tested, arms, known, args.seed_batch, args.max_seeds)
-               if store.status(t.id) is None]
-        undecided = int((tested.verdict == "inconclusive").sum())
-        if not undecided or not new:
-            break
-        console.print(f"--until-decided, round {round_}: {undecided} of {len(tested)} claims undecided: "
-                      f"{len(new)} trials with more seeds")
-        if not pretrained_or_refused(spec, new, store, False, console) or not run_jobs(new, backend, store, meta,
-                                                                                       console):
-            break
-        known.update({t.id: t for t in new})
+    plan = plan_id(t.id for t in trials)
+    added = dict((store.seeding(plan) or {}).get("trials", {}))
+    store.write_seeding(plan, {"trials": added, "max_seeds": args.max_seeds})  # from now on: tested sequentially
+
+    def run(new) -> bool:
+        added.update(seeding.record(new, args.max_seeds)["trials"])
+        store.write_seeding(plan, {"trials": added, "max_seeds": args.max_seeds})
+        todo = [t for t in new if store.status(t.id) is None]
+        return pretrained_or_refused(spec, todo, store, False, console) and run_jobs(todo, backend, store, meta, console)
+
+    _, tested = seeding.until_decided(spec, trials, lambda: load(store.root, spec.task, trials, spec.profile), run,
+                                        task.primary, task.mode, args.seed_batch, args.max_seeds, console.print)
     lines = seeding.undecided_lines(tested, args.max_seeds)
-    decided = len(tested) - len(lines)
-    added = [t for t in known.values() if t.id not in {x.id for x in trials}]
-    return added, [f"--until-decided: {decided} of {len(tested)} claims decided, {len(added)} seeds added", *lines]
+    return [f"--until-decided: {len(tested) - len(lines)} of {len(tested)} claims decided, {len(added)} seeds added "
+            "(decided with confidence sequences: valid however many seeds were added)", *lines]
 
 
 def pretrained_or_refused(spec, trials, store, created: bool, console: Console) -> bool:

@@ -1,4 +1,7 @@
-"""``status``, ``cancel``, ``report``, and the summary a run ends with."""
+"""``status``, ``cancel``, ``report``, ``summary``, and the summary a run ends with.
+
+Each reads exactly the spec's trials (``analysis.data.load``: the plan its expansion gives
+now, and the seeds ``--until-decided`` added to it) and says what else the store holds."""
 
 from __future__ import annotations
 
@@ -14,37 +17,52 @@ from records import GOOD, Status, Store
 
 def outcome(spec, trials, store: Store, console: Console, notes: list[str] = ()) -> int:
     """The summary of the spec's trials, what went wrong, and the exit code (0: all completed)."""
+    from analysis.data import MISSING, load
     from prernn.tasks import TASKS
 
-    ids = {t.id for t in trials}
-    df = store.trials().to_pandas()
-    df = df[df.id.isin(ids)]
+    data = load(store.root, spec.task, trials, spec.profile)
     task = TASKS[spec.task]
-    print_summary(spec, df, task.primary, task.mode, console)
+    print_summary(spec, data, task.primary, task.mode, console)
     for note in notes:
         console.print(note)
-    bad = df[~df.status.isin(GOOD)]
+    df = data.trials
+    bad = df[~df.status.isin(GOOD) & (df.status != MISSING)]
     for _, r in bad.iterrows():
         console.print(f"{r.status}: {r.id} {r.label}: {r.error}")
-    missing = len(ids) - len(df)
+    missing = int((df.status == MISSING).sum())
     console.print(f"{(df.status == Status.COMPLETED).sum()} completed, {len(bad)} failed or diverged"
                   + (f", {missing} not run" if missing else "") + f"; results in {store.root}")
     return 0 if len(bad) == 0 and missing == 0 else 1
 
 
-def print_summary(spec, df, metric: str, mode: str, console: Console) -> None:
+def summary(spec, trials, results: Path, console: Console) -> int:
+    """``prernn-sweep summary SPEC``: the claims and the table from the store; runs and writes nothing."""
+    from prernn.tasks import TASKS
+
+    from analysis.data import load
+
+    if not (results / "trials").is_dir():
+        print(f"error: no results in {results} (run the sweep first, or pass --results-dir)", file=sys.stderr)
+        return 2
+    task = TASKS[spec.task]
+    print_summary(spec, load(results, spec.task, trials, spec.profile), task.primary, task.mode, console)
+    return 0
+
+
+def print_summary(spec, data, metric: str, mode: str, console: Console) -> None:
     """The claims, the paper's layout and the reference rows (analysis.summary), in 80 columns."""
     import pandas as pd
     from rich import box
 
-    from analysis.summary import interval, summarize, verdict_text
+    from analysis.summary import interval, level_text, summarize, verdict_text
 
-    s = summarize(df, spec, metric, mode)
+    s = summarize(data, spec, metric, mode)
     # the summary fits a terminal of 80 columns, whatever the width of the tables above it
     console = Console(file=console.file, width=min(console.width, 80), highlight=False, markup=False)
     console.print(s.title)
     if s.claims is not None and len(s.claims):
-        t = Table(title="claims (> : beats; improvement + as claimed, 95% t interval; Holm within a table)",
+        t = Table(title=f"claims (> : beats; improvement + as claimed, [its {level_text(s.claims)} interval: Holm's "
+                  "level within a table, the one the verdict is read from])",
                   box=box.SIMPLE, title_justify="left", pad_edge=False)
         for col, justify in (("claim", "left"), ("improvement", "right"), ("n", "right"), ("verdict", "left")):
             t.add_column(col, justify=justify, overflow="fold")
@@ -84,33 +102,39 @@ def held(spec, results: Path) -> dict:
 
 
 def status(spec, trials, results: Path, lost_after: float, console: Console) -> int:
+    """One line per trial of the plan (and each seed ``--until-decided`` added to it): recorded,
+    or what the scheduler and the heartbeat say of it; then the counts and what was left out."""
     import pandas as pd
 
+    from analysis.data import MISSING, load
     from prernn.tasks import TASKS
 
     store = Store(results, spec.task)
-    df = store.trials().to_pandas().set_index("id") if (results / "trials").is_dir() else None
+    data = load(results, spec.task, trials, spec.profile)
     queued = held(spec, results)
     metric = TASKS[spec.task].primary
     table = Table(title=f"{spec.name} [{spec.profile} profile] in {results}")
     for col in ("id", "trial", "seed", "status", "epochs", metric):
         table.add_column(col)
     counts: dict[str, int] = {}
-    for t in trials:
-        if df is not None and t.id in df.index:
-            r = df.loc[t.id]
+    order = {t.id: i for i, t in enumerate(trials)}
+    rows = data.trials.assign(_order=data.trials.id.map(order).fillna(len(order))).sort_values(["_order", "seed"])
+    for _, r in rows.iterrows():
+        if r.status != MISSING:
             state, epochs, value = r.status, str(r.epochs_done), "" if pd.isna(r[metric]) else f"{r[metric]:.4f}"
         else:
-            done = _epochs_done(store, t.id)
-            scheduler = queued[t.id].state if t.id in queued else None  # the scheduler's own word
+            done = _epochs_done(store, r.id)
+            scheduler = queued[r.id].state if r.id in queued else None  # the scheduler's own word
             state = scheduler
             if scheduler in (None, Status.RUNNING):  # the heartbeat tells running from lost
-                state = store.run_state(t.id, lost_after) or scheduler or ("started" if done else "pending")
+                state = store.run_state(r.id, lost_after) or scheduler or ("started" if done else "pending")
             epochs, value = str(done), ""
         counts[state] = counts.get(state, 0) + 1
-        table.add_row(t.id, t.label, str(t.config.seed), state, epochs, value)
+        table.add_row(r.id, r.label, str(r.seed), state, epochs, value)
     console.print(table)
     console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    if data.left_out_note():
+        console.print(data.left_out_note())
     return 0
 
 

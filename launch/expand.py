@@ -9,14 +9,14 @@ seed in ``seeds`` unless the block has its own ``seed`` axis.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 from dataclasses import dataclass
 
 from prernn.config import ModelConfig, TrialConfig, resolve_model
-from prernn.settings import ConfigError, Section, identity, parse
+from prernn.settings import ConfigError, parse
 from prernn.tasks import TASKS
+from records.ids import arm_id, trial_id
+from records.store import flatten
 
 from .spec import SpecError, SweepSpec, grid_error
 
@@ -37,25 +37,6 @@ class Trial:
         extra = f" +{m.extra_layers} random" if m.extra_layers else ""
         init = "" if m.input_init == "pretrained" else f" {m.input_init}-init"
         return f"{m.cell} prernn-{m.variant} {'/'.join(m.layers)}{extra}{init}"
-
-
-def _by_value(data):
-    """Numbers hash by value: an integral float is written as the int it equals."""
-    if isinstance(data, dict):
-        return {k: _by_value(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_by_value(v) for v in data]
-    if isinstance(data, float) and data.is_integer():
-        return int(data)
-    return data
-
-
-def trial_id(config: TrialConfig | dict) -> str:
-    """The content address of a resolved config: a hash of every field that differs from
-    what trials implicitly had before it existed (``prernn.settings.identity``)."""
-    view = identity(config) if isinstance(config, Section) else identity(TrialConfig, config)
-    blob = json.dumps(_by_value(view), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def _is_axis(key: str, value) -> bool:
@@ -91,6 +72,35 @@ def expand(spec: SweepSpec, spec_path: str = "spec") -> list[Trial]:
                         trials.append(Trial(tid, config))
             except ConfigError as e:
                 problems.append(grid_error(spec_path, i, dict(zip(axes, combo)), e))
+    problems += claim_problems(spec, trials, spec_path)
     if problems:
         raise SpecError(sorted(set(problems), key=problems.index))
     return trials
+
+
+def claim_problems(spec: SweepSpec, trials: list[Trial], spec_path: str = "spec") -> list[str]:
+    """A claim compares one configuration (an arm: one config, its seeds) with another: each of
+    its selectors must pick the trials of exactly one configuration of the sweep."""
+    flat = [(arm_id(t.config), flatten(t.config)) for t in trials]
+    problems = []
+    for i, claim in enumerate(spec.claims):
+        for side in ("better", "worse"):
+            selector = claim.columns(side)
+            picked = {a: f for a, f in flat if all(_picks(f, k, v) for k, v in selector.items())}
+            if len(picked) == 1:
+                continue
+            where = f"{spec_path}: claims.{i}.{side} {getattr(claim, side)}"
+            if not picked:
+                problems.append(f"{where}: picks no trial of the sweep")
+                continue
+            configs = list(picked.values())
+            differ = sorted(k for k in configs[0] if k != "seed" and len({str(c.get(k)) for c in configs}) > 1)
+            problems.append(f"{where}: picks {len(picked)} configurations, which differ in {', '.join(differ)}; a "
+                            "claim compares one configuration with another: add those fields to the selector")
+    return problems
+
+
+def _picks(flat: dict, column: str, value) -> bool:
+    if column == "model.hidden_dim" and value == "matched":
+        return bool(flat.get("model.matched"))
+    return flat.get(column) == value

@@ -11,6 +11,7 @@ Each problem is reported with the place it came from (``profiles.mini.train.lr``
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -113,6 +114,17 @@ class ClaimSpec(Section):
     name: str | None = setting(None, doc="what is claimed, in words")
     better: dict[str, Any] = setting(min_len=1)
     worse: dict[str, Any] = setting(min_len=1)
+    margin: float | None = setting(None, gt=0, doc="practical margin, relative to the worse arm's mean: a claim "
+                                   "whose interval lies within it is equivalent (declare it before the run)")
+
+    def columns(self, side: str) -> dict:
+        """The ``better`` or ``worse`` selector as store columns (model fields live under 'model.';
+        lists are JSON text, as the store keeps them)."""
+        out = {}
+        for k, v in getattr(self, side).items():
+            col = k if k == "seed" or "." in k else f"model.{k}"
+            out[col] = json.dumps(v) if isinstance(v, list) else v
+        return out
 
     def resolve(self):
         return [Problem((side, k), unknown_key(k, AXES), k, "unknown")

@@ -4,6 +4,8 @@
     <root>/trials/<id>.parquet    one row per trial: config (flattened), status, metrics, provenance
     <root>/epochs/<id>.parquet    one row per finished epoch of that trial
     <root>/runs/<id>/             checkpoint.pt and log.txt of a trial (resume state)
+    <root>/seeding/<plan>.json    the seeds ``--until-decided`` added to a plan (``records.plan_id``):
+                                  its trials are the plan's too, and its claims were tested sequentially
 
 A trial's status is a ``records.Status``: ``completed``, ``failed``, ``diverged`` or
 ``pruned``; a started trial without a row is ``running`` or ``lost`` by its heartbeat.
@@ -96,6 +98,18 @@ def config_types() -> dict[str, pa.DataType]:
     return _config_types(TrialConfig, "")
 
 
+def identifying_columns(section: type = TrialConfig, prefix: str = "") -> list[str]:
+    """The config columns that make a trial what it is: all but how it runs (``identifying=False``)."""
+    out = []
+    for f, ann in fields_of(section):
+        rule = f.metadata.get("rule")
+        if rule is not None and not rule.identifying:
+            continue
+        nested = section_in(ann)
+        out += identifying_columns(nested, f"{prefix}{f.name}.") if nested is not None else [f"{prefix}{f.name}"]
+    return out
+
+
 def trials_schema(task: str) -> pa.Schema:
     metrics = {m: pa.float64() for m in ("train_loss", *TASKS[task].metric_names)}
     return pa.schema({**RUN_COLUMNS, **config_types(), **metrics})
@@ -142,6 +156,20 @@ class Store:
         tmp = self.root / f".spec.yaml.{os.getpid()}.tmp"
         tmp.write_text(yaml.safe_dump(to_dict(spec), sort_keys=False))
         os.replace(tmp, self.root / "spec.yaml")
+
+    def seeding(self, plan: str) -> dict | None:
+        """The ``--until-decided`` record of a plan: {"trials": {id: arm id}, "max_seeds": n}, or None."""
+        try:
+            return json.loads((self.root / "seeding" / f"{plan}.json").read_text())
+        except FileNotFoundError:
+            return None
+
+    def write_seeding(self, plan: str, record: dict) -> None:
+        path = self.root / "seeding" / f"{plan}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record, sort_keys=True))
+        os.replace(tmp, path)
 
     def write_epochs(self, trial_id: str, rows: list[dict]) -> None:
         rows = [{"id": trial_id, **r} for r in rows]

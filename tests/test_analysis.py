@@ -82,7 +82,7 @@ def test_figure_data(table1_store):
     assert hs["LSTM"]["x"] == [8, 16, 32, 64, 128]
     assert hs["VRNN"]["x"] == [32, 64, 128]  # 8 failed, 16 missing: no point, not a zero
     pre = df[(df["model.cell"] == "gru") & (df["model.model"] == "prernn")].test_loss.mean()
-    assert hs["GRU"]["prernn"] == pytest.approx(pre)
+    assert hs["GRU"]["prernn"] == {"GRU PreRNN": pytest.approx(pre)}
     long = tables.table(df, "table1", "test_loss")
     bars = figures.bars_data(long, tables.cell_values(df, "table1", "test_loss"))
     assert [b["cell"] for b in bars] == ["VRNN", "LSTM", "GRU"] and len(bars[0]["x"]) == 7
@@ -115,7 +115,7 @@ def test_notebooks_execute_top_to_bottom(name, tmp_path):
     assert not [o for o in outputs if o.output_type == "error"]
     assert sum(o.output_type == "display_data" for o in outputs) >= 3  # the figures
     texts = [str(o.get("data", {}).get("text/plain", "")) + str(o.get("text", "")) for o in outputs]
-    claims = next(t for t in texts if "improvement_95" in t)  # the claims, with their verdicts
+    claims = next(t for t in texts if "unadjusted_95" in t)  # the claims, with their verdicts
     assert " > " in claims and ("inconclusive" in claims or "reproduced" in claims or "reversed" in claims)
     assert not any("left out" in t for t in texts)  # every figure had data
 
