@@ -67,8 +67,23 @@ def verdict_text(r) -> str:
         return r.verdict
     why = r.get("why")
     word = SHORT_WHY.get(why, "arms" if isinstance(why, str) and "configurations" in why else None)
-    needed = f" ~{int(r.seeds_needed)}" if pd.notna(r.get("seeds_needed")) else ""
+    n = r.get("seeds_needed")
+    needed = "" if pd.isna(n) else f" ~{int(n)}" if n <= 99 else " >99"
     return f"inconclusive{f' ({word})' if word else ''}{needed}"
+
+
+def legend(claims: pd.DataFrame) -> str:
+    """What the words of the inconclusive verdicts shown mean (only those that occur)."""
+    words = {SHORT_WHY.get(w): w for w in claims.why.dropna()}
+    words.pop(None, None)
+    parts = [f"({word}) {why}" for word, why in words.items()]
+    if claims.seeds_needed.notna().any():
+        parts.append("~N seeds per arm would decide the observed effect with 80% power")
+    margins = claims.margin.dropna()
+    if len(margins):
+        values = dict.fromkeys(short(m, 4) for m in (margins.min(), margins.max()))
+        parts.append(f"margin: {'-'.join(values)} in the metric's units")
+    return "; ".join(parts)
 
 
 def level_text(claims: pd.DataFrame) -> str:

@@ -134,10 +134,10 @@ def _configurations(df: pd.DataFrame) -> pd.Series:
     for _, g in df.groupby(["row", "layout"], sort=False):
         if g.arm.nunique() < 2:
             continue
-        plain = g[fields].map(plain)
-        differ = [c for c in fields if plain[c].nunique() > 1]
-        out[g.index] = [" [" + ", ".join(f"{c}={v}" for c, v in zip(differ, values)) + "]"
-                        for values in plain[differ].itertuples(index=False)]
+        values = g[fields].map(plain)
+        differ = [c for c in fields if values[c].nunique() > 1]
+        out[g.index] = [" [" + ", ".join(f"{c}={v}" for c, v in zip(differ, row)) + "]"
+                        for row in values[differ].itertuples(index=False)]
     return out
 
 

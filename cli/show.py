@@ -54,7 +54,7 @@ def print_summary(spec, data, metric: str, mode: str, console: Console) -> None:
     import pandas as pd
     from rich import box
 
-    from analysis.summary import interval, level_text, summarize, verdict_text
+    from analysis.summary import interval, legend, level_text, summarize, verdict_text
 
     s = summarize(data, spec, metric, mode)
     # the summary fits a terminal of 80 columns, whatever the width of the tables above it
@@ -63,12 +63,14 @@ def print_summary(spec, data, metric: str, mode: str, console: Console) -> None:
     if s.claims is not None and len(s.claims):
         t = Table(title=f"claims (> : beats; improvement + as claimed, [its {level_text(s.claims)} interval: Holm's "
                   "level within a table, the one the verdict is read from])",
-                  box=box.SIMPLE, title_justify="left", pad_edge=False)
-        for col, justify in (("claim", "left"), ("improvement", "right"), ("n", "right"), ("verdict", "left")):
-            t.add_column(col, justify=justify, overflow="fold")
+                  box=box.SIMPLE, title_justify="left", pad_edge=False, collapse_padding=True)
+        t.add_column("claim", overflow="fold")  # a long claim folds; its numbers and verdict stay on one line
+        for col, justify in (("improvement", "right"), ("n", "right"), ("verdict", "left")):
+            t.add_column(col, justify=justify, no_wrap=True)
         for _, r in s.claims.iterrows():
             t.add_row(r.claim, interval(r, s.digits), str(int(r.n)), verdict_text(r))
         console.print(t)
+        console.print(legend(s.claims))
     if s.layout is not None:
         t = Table(title=f"the paper's {spec.reference}: ours ±95% | the paper's" + (" (ours - paper)" if spec.profile
                   == "paper" else ""), box=box.SIMPLE, title_justify="left", pad_edge=False, collapse_padding=True)

@@ -11,11 +11,13 @@ from records.store import Store, flatten
 from prernn.tasks import TASKS
 
 
-def fake_store(spec_path: Path, root: Path, seeds=(0, 1, 2), failed=(), missing=(), value=None, epochs: int = 3):
-    """Record every trial of ``spec_path`` (mini profile, with ``seeds``) except the indices in
-    ``missing``; those in ``failed`` fail. The metric is ``value(trial index, trial)`` (default:
-    a deterministic pseudo-random number). Returns (spec, trials)."""
-    spec = load_spec(spec_path, overrides=[f"seeds=[{','.join(map(str, seeds))}]"])
+def fake_store(spec_path: Path, root: Path, seeds=(0, 1, 2), failed=(), missing=(), value=None, epochs: int = 3,
+               profile: str | None = None, overrides=(), only=None):
+    """Record every trial of ``spec_path`` (``profile``, default mini, with ``seeds`` and
+    ``overrides``) except the indices in ``missing`` and the trials ``only`` rejects; those in
+    ``failed`` fail. The metric is ``value(trial index, trial)`` (default: a deterministic
+    pseudo-random number). Returns (spec, trials)."""
+    spec = load_spec(spec_path, profile, [f"seeds=[{','.join(map(str, seeds))}]", *overrides])
     trials = expand(spec)
     task = TASKS[spec.task]
     store = Store(root, spec.task)
@@ -24,7 +26,7 @@ def fake_store(spec_path: Path, root: Path, seeds=(0, 1, 2), failed=(), missing=
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     for i, t in enumerate(trials):
         v = float(value(i, t)) if value else float(rng.uniform(0.05, 0.5))
-        if i in missing:
+        if i in missing or (only is not None and not only(t)):
             continue
         ok = i not in failed
         metrics = {m: (v if ok else None) for m in task.metric_names}
