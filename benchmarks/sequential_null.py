@@ -84,8 +84,9 @@ def _value(arm: str, seed: int, run: int, effect: float, better_arm: str | None)
 
 
 def _sweep(spec, plan, run: int, effect: float, better_arm: str | None, metric: str, max_seeds: int, batch: int,
-           procedure: str) -> tuple[pd.DataFrame, int]:
-    """One --until-decided run over simulated metrics: the last test and the most seeds an arm got."""
+           procedure: str | None) -> tuple[pd.DataFrame, int]:
+    """One --until-decided run over simulated metrics: the last test and the most seeds an arm got.
+    ``procedure`` None: the loop's own, as the CLI calls it."""
     known = {t.id: t for t in plan}
     rows = {t.id: {**flatten(t.config), "id": t.id, "status": Status.COMPLETED, "arm": arm_id(t.config)} for t in plan}
 
@@ -100,14 +101,15 @@ def _sweep(spec, plan, run: int, effect: float, better_arm: str | None, metric: 
         return True
 
     _, tested = seeding.until_decided(spec, plan, read, ran, metric, "min", batch, max_seeds, log=lambda *_: None,
-                                      procedure=procedure)
+                                      **({} if procedure is None else {"procedure": procedure}))
     seeds = pd.Series([t.config.seed for t in known.values()]).groupby([arm_id(t.config) for t in known.values()])
     return tested, int(seeds.nunique().max())
 
 
 def simulate(claims: int = 2000, effect: float = 0.0, seed: int = 0, max_seeds: int = 10, batch: int = 2,
-             procedure: str = stats.SEQUENTIAL) -> Result:
-    """``claims`` independent claims, each its own sweep of two arms."""
+             procedure: str | None = None) -> Result:
+    """``claims`` independent claims, each its own sweep of two arms (``procedure`` None: the
+    one --until-decided uses)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pair.yaml"
         path.write_text(PAIR)
@@ -129,7 +131,7 @@ def simulate(claims: int = 2000, effect: float = 0.0, seed: int = 0, max_seeds: 
 
 
 def simulate_tables(tables: int = 100, seed: int = 0, max_seeds: int = 10, batch: int = 2,
-                    procedure: str = stats.SEQUENTIAL) -> Result:
+                    procedure: str | None = None) -> Result:
     """Mini Table 1 with every cell of one distribution: its 18 claims at once."""
     spec = load_spec(ROOT / "sweeps/table1.yaml")
     plan = expand(spec)
@@ -161,10 +163,11 @@ def main() -> int:
     p.add_argument("--tables", type=int, default=100)
     p.add_argument("--power-claims", type=int, default=500)
     p.add_argument("--effect", type=float, default=1.0, help="the real effect of the power run, in paired sd")
-    p.add_argument("--procedure", choices=[stats.SEQUENTIAL, stats.FIXED], default=stats.SEQUENTIAL)
+    p.add_argument("--procedure", choices=[stats.SEQUENTIAL, stats.FIXED],
+                   help="force one (default: the one --until-decided uses, sequential)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
-    print(f"--until-decided's schedule: 3 seeds, +2 a round, at most 10; procedure: {a.procedure}")
+    print(f"--until-decided's schedule: 3 seeds, +2 a round, at most 10; procedure: {a.procedure or 'its own'}")
     null = simulate(a.claims, 0.0, a.seed, procedure=a.procedure)
     k = null.reproduced + null.reversed
     print(f"false decisions: {100 * null.false_rate:.1f}% of {null.claims} null claims ({null.reproduced} reproduced, "

@@ -42,6 +42,8 @@ class DataConfig(Section):
     clip_frames: int = setting(16, ge=1, doc="gesture: frames per C3D clip (one clip per step)")
     flow_stack: int = setting(10, ge=1, doc="action: flow fields stacked per temporal-stream step")
     seed: int = setting(0, doc="seed of the generated videos")
+    resample: bool = setting(False, before=False, doc="each replicate draws its own videos: a generated source is "
+                             "drawn from data.seed + the trial's seed (the arms of one seed share it)")
     augment: bool = setting(False, doc="random scale, shift and flip per training sequence (prernn.data.augment)")
     validation: int = setting(0, ge=0, before=0, doc="the last training videos held out of training: the "
                                                       "validation split, carved from the training data")
@@ -54,6 +56,10 @@ class DataConfig(Section):
     fail_at_epoch: int | None = setting(None, ge=0, doc="fault injection, for tests")
 
     def resolve(self):
+        generated = importlib.import_module("prernn.data.sources").GENERATED
+        if self.resample and self.source not in generated:
+            return [Problem(("resample",), f"redraws a generated source ({', '.join(generated)}); {self.source!r} "
+                            "is a fixed dataset with one draw", kind="model")]
         if self.evaluate_on == "validation" and not self.validation:
             return [Problem(("validation",), "evaluate_on: validation needs validation >= 1 held-out videos",
                             kind="model")]
@@ -314,6 +320,12 @@ class TrialConfig(Section):
     def from_dict(cls, data: dict) -> "TrialConfig":
         """Rebuild (and re-check) a trial's config from plain data: a stored row, a job."""
         return parse(cls, data)
+
+    @property
+    def data_seed(self) -> int:
+        """The seed the generated videos are drawn from: ``data.seed``, plus the trial's own with
+        ``data.resample`` (each replicate its own draw; ours, after Bouthillier et al. 2021)."""
+        return self.data.seed + (self.seed if self.data.resample else 0)
 
     @property
     def streams(self) -> tuple[str, ...]:

@@ -109,7 +109,7 @@ def load_split(cfg: TrialConfig, split: str):
             raise RuntimeError(f"the test split may not be read here (${NO_TEST_SPLIT} is set): evaluate "
                                "on data.evaluate_on: validation")
         split = SOURCES[d.source](name, videos=getattr(d, f"{name}_videos"), frames=d.frames, size=d.size,
-                                  seed=d.seed, root=d.root, clip_frames=d.clip_frames, flow_stack=d.flow_stack,
+                                  seed=cfg.data_seed, root=d.root, clip_frames=d.clip_frames, flow_stack=d.flow_stack,
                                   cache_dir=d.cache_dir)
         return split.cached(d.cache_dir) if d.cache_dir else split
 
@@ -196,6 +196,7 @@ def attach_data(cfg: TrialConfig, streams: list[Stream], place: Placement, log=p
     d, task, workers = cfg.data, TASKS[cfg.task], data_workers(cfg)
     cache = cfg.train.freeze_backbone and CACHE_FEATURES and not d.augment
     data_key = {k: v for k, v in d.to_dict().items() if k not in ("augment", "fail_at_epoch", "workers", "cache_dir")}
+    data_key["seed"] = cfg.data_seed  # the draw the features are of (data.resample: the replicate's)
     for s in streams:
         if cache and not getattr(SOURCES[d.source], "redraws", False):  # fresh clips every epoch: no fixed features
             stem = s.net.backbone.stem.module
