@@ -177,22 +177,25 @@ def references(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
     df = trials[trials["model.model"].isin(REFERENCE_ROWS)] if len(trials) else trials
     if not len(df):
         return pd.DataFrame(columns=["row", "column", "n", "mean", "std", "ci_low", "ci_high", "failed", "missing",
-                                     "status"])
-    df = df.assign(row="reference", column=df["model.model"].map(REFERENCE_ROWS))
-    out = aggregate(df, ["row", "column"], metric)
+                                     "status", "layout"])
+    df = df.assign(row="reference", layout=df["model.model"].map(REFERENCE_ROWS))
+    df["column"] = df.layout + _configurations(df)  # one row per configuration, never pooled
+    out = aggregate(df, ["row", "layout", "column"], metric)
     out["status"] = np.select([out.n > 0, out.failed > 0], ["ok", "failed"], "missing")
-    order = [c for c in REFERENCE_ROWS.values() if c in set(out.column)]
-    return out.set_index("column").loc[order].reset_index()[["row", "column", *out.columns.drop(["row", "column"])]]
+    rank = {name: i for i, name in enumerate(REFERENCE_ROWS.values())}
+    out = out.sort_values(["layout", "column"], key=lambda c: c.map(rank) if c.name == "layout" else c)
+    return out[["row", "column", *out.columns.drop(["row", "column", "layout"]), "layout"]].reset_index(drop=True)
 
 
 def not_beating_constant(cells: pd.DataFrame, refs: pd.DataFrame, mode: str) -> list[str]:
-    """'row column' of every cell (and reference) whose mean is not better than the constant's:
-    a model there has learned nothing the training set's mean did not already say."""
-    const = refs[(refs.column == "constant") & (refs.status == "ok")] if len(refs) else refs
+    """'row column' of every cell (and reference) whose mean is not better than the constant's
+    (the best constant, where there are several): a model there has learned nothing the
+    training set's mean did not already say."""
+    const = refs[(refs.layout == "constant") & (refs.status == "ok")] if len(refs) else refs
     if not len(const):
         return []
-    c = float(const["mean"].iloc[0])
-    rows = pd.concat([cells, refs[refs.column != "constant"]], ignore_index=True)
+    c = float(const["mean"].min() if mode == "min" else const["mean"].max())
+    rows = pd.concat([cells, refs[refs.layout != "constant"]], ignore_index=True)
     rows = rows[rows.status == "ok"]
     worse = rows["mean"] >= c if mode == "min" else rows["mean"] <= c
     return [f"{r} {col}".replace("reference ", "") for r, col in zip(rows.row[worse], rows.column[worse])]

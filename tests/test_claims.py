@@ -230,14 +230,19 @@ train: {epochs: 8, batch_size: 4, lr: 0.01, schedule: constant}
 seeds: [0]
 grid:
   - {model: traditional, cell: gru, hidden_dim: 8, train.lr: [0.05, 1.0e-6]}
+  - {model: traditional, cell: gru, hidden_dim: 8, train.lr: 0.05, data.seed: 1}
   - {model: constant, train.lr: [0.01, 0.02]}
 claims:
   - name: a trained gru beats one that does not learn
-    better: {model: traditional, train.lr: 0.05}
+    better: {model: traditional, train.lr: 0.05, data.seed: 0}
     worse: {model: traditional, train.lr: 1.0e-6}
   - name: a constant beats the same constant
     better: {model: constant, train.lr: 0.01}
     worse: {model: constant, train.lr: 0.02}
+  - name: a gru is as good on another draw of the data
+    better: {model: traditional, train.lr: 0.05, data.seed: 1}
+    worse: {model: traditional, train.lr: 0.05, data.seed: 0}
+    margin: 1.0
 """
 
 
@@ -245,22 +250,33 @@ claims:
 def test_until_decided_adds_seeds_only_while_a_claim_is_undecided(write_spec, tmp_path):
     """A real effect (a learning GRU against one that cannot learn) is decided after a few
     seeds, and its configurations get no more; a null (one constant against the same) never
-    is, and stops at --max-seeds with the reason. A rerun adds nothing."""
+    is, and stops at --max-seeds with the reason; one GRU on two draws of the data, arms known
+    equal, ends equivalent within its margin. A rerun adds nothing, and ``summary`` (read-only)
+    later reads the added seeds and tells the same story with the same procedure."""
     from .conftest import sweep
 
     spec, results = write_spec(UNTIL), tmp_path / "r"
-    out = sweep(spec, "--results-dir", results, "--until-decided", "--max-seeds", "7")
+    out = sweep(spec, "--results-dir", results, "--until-decided", "--max-seeds", "11")
     assert out.returncode == 0, out.stdout + out.stderr
     df = pd.read_parquet(results / "trials")
-    seeds = df.groupby(["model.model", "train.lr"]).seed.apply(lambda s: sorted(s))
-    gru = seeds["traditional"]
-    assert list(gru.iloc[0]) == list(gru.iloc[1]) and 2 < len(gru.iloc[0]) < 7  # stopped once decided
-    assert all(list(s) == list(range(7)) for s in seeds["constant"])  # on to the cap
-    assert "1 of 2 claims decided" in out.stdout and "reproduced" in out.stdout
-    assert "undecided: a constant beats the same constant (no difference at all between its arms)" in \
-        " ".join(out.stdout.split())
-    again = sweep(spec, "--results-dir", results, "--until-decided", "--max-seeds", "7")
+    seeds = df.groupby(["model.model", "train.lr", "data.seed"]).seed.apply(lambda s: sorted(s))
+    learns, frozen, other_draw = seeds[("traditional", 0.05, 0)], seeds[("traditional", 1e-6, 0)], \
+        seeds[("traditional", 0.05, 1)]
+    assert list(frozen) == list(learns[:len(frozen)]) and 2 < len(frozen) < 11  # stopped once decided
+    assert list(other_draw) == list(learns[:len(other_draw)]) and len(other_draw) < 11  # paired; decided too
+    assert all(list(s) == list(range(11)) for s in seeds["constant"])  # on to the cap
+    text = " ".join(out.stdout.split())
+    assert "2 of 3 claims decided" in text and "reproduced" in text and "equivalent" in text
+    assert "confidence sequence" in text  # the procedure that decided, named with its intervals
+    assert "undecided: a constant beats the same constant (no difference at all between its arms)" in text
+    again = sweep(spec, "--results-dir", results, "--until-decided", "--max-seeds", "11")
     assert again.returncode == 0 and len(pd.read_parquet(results / "trials")) == len(df)
+    later = sweep("summary", spec, "--results-dir", results)
+    claims_at_the_end = out.stdout[out.stdout.index("claims ("):out.stdout.index("--until-decided:")]
+    assert later.returncode == 0 and later.stdout.strip().endswith(claims_at_the_end.strip().split("\n")[-1].strip())
+    assert claims_at_the_end.strip() in later.stdout  # the same claims, intervals and verdicts
+    status = sweep("status", spec, "--results-dir", results)
+    assert f"{len(df)} completed" in status.stdout  # the added seeds are the spec's trials too
 
 
 @pytest.mark.bad_input
