@@ -2,10 +2,10 @@
 
 The store is plain Parquet, one file per trial, so any engine reads it:
 
-    pyarrow.parquet.read_table("results/table1/trials")
-    pandas.read_parquet("results/table1/trials")
-    polars.read_parquet("results/table1/trials/*.parquet")
-    duckdb.sql("select * from 'results/table1/trials/*.parquet'")
+    pyarrow.parquet.read_table("results/table1/mini/trials")
+    pandas.read_parquet("results/table1/mini/trials")
+    polars.read_parquet("results/table1/mini/trials/*.parquet")
+    duckdb.sql("select * from 'results/table1/mini/trials/*.parquet'")
 
 ``load`` takes the trials a spec expands to now (profile and overrides applied: a plan),
 and the seeds ``--until-decided`` added to that plan, from a store that may hold other

@@ -16,10 +16,10 @@ array tasks) never see a partial file; readers skip hidden files. A trial's
 ``trials`` row is written last, after its epochs: it is the commit marker.
 Each directory of Parquet files reads as one table:
 
-    pyarrow.parquet.read_table("results/table1/trials")
-    pandas.read_parquet("results/table1/trials")
-    polars.read_parquet("results/table1/trials/*.parquet")
-    duckdb.sql("select * from 'results/table1/trials/*.parquet'")
+    pyarrow.parquet.read_table("results/table1/mini/trials")
+    pandas.read_parquet("results/table1/mini/trials")
+    polars.read_parquet("results/table1/mini/trials/*.parquet")
+    duckdb.sql("select * from 'results/table1/mini/trials/*.parquet'")
 """
 
 from __future__ import annotations

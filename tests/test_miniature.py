@@ -77,13 +77,13 @@ def test_reference_rows_appear_in_every_table_and_a_model_below_the_constant_is_
     for name, mode in (("table1", "min"), ("table2", "min"), ("table3", "max")):
         spec, trials = fake_store(ROOT / f"sweeps/{name}.yaml", tmp_path / name, seeds=(0, 1),
                                   value=lambda i, t: 0.5 if t.config.model.model == "constant" else 0.1 + 0.01 * (i % 7))
-        from analysis.data import trials as load
+        from analysis.data import load
 
-        df = load(tmp_path / name, spec.task, trials)
-        refs = references(df, "test_loss" if mode == "min" else "test_accuracy")
+        sweep = load(tmp_path / name, spec.task, trials, spec.profile)
+        refs = references(sweep.trials, "test_loss" if mode == "min" else "test_accuracy")
         assert list(refs.column) == ["constant", "linear probe", "per-frame CNN"] and (refs.n == 2).all()
         metric = "test_loss" if mode == "min" else "test_accuracy"
-        notes = summarize(df, spec, metric, mode).notes
+        notes = summarize(sweep, spec, metric, mode).notes
         assert any(n.startswith("reference rows: constant 0.5000 (n=2), linear probe") for n in notes), notes
         # loss: every model (0.1-0.16) beats the constant 0.5; accuracy: none does
         assert any(n.startswith("WARNING") for n in notes) == (mode == "max"), notes
