@@ -33,6 +33,25 @@ def test_sbatch_parameters_table():
     assert sbatch_parameters(r, SlurmOptions(gpus_per_node=4), "x")["gpus_per_node"] == 4
 
 
+@pytest.mark.parametrize("sacct", ["170_0|CANCELLED by 0\n170_[1-3]|CANCELLED by 0\n",
+                                   "170_0|CANCELLED by 0\n170|CANCELLED by 0\n"])
+def test_a_cancelled_arrays_unstarted_tasks_take_the_arrays_state(sacct, tmp_path, monkeypatch):
+    """sacct lists an array's cancelled, never-started tasks either as '170_[1-3]' or under the
+    bare array id '170' (both seen on the test cluster); either way they are cancelled, not
+    unknown (which left `status` short of '4 cancelled' in one CI run of three)."""
+    import json
+    from types import SimpleNamespace
+
+    from launch.backends import slurm
+
+    (tmp_path / "slurm").mkdir()
+    (tmp_path / "slurm/170.json").write_text(json.dumps({"job_id": "170", "trials": list("abcd"), "submitted_at": 1.0,
+                                                         "jobs": [f"170_{i}" for i in range(4)]}))
+    monkeypatch.setattr(slurm.subprocess, "run", lambda cmd, **kw: SimpleNamespace(
+        stdout=sacct if cmd[0] == "sacct" else ""))
+    assert {t: state for t, (state, _) in slurm.trial_states(tmp_path).items()} == dict.fromkeys("abcd", "CANCELLED")
+
+
 @pytest.mark.slow
 def test_submit_returns_at_once_then_cancel_and_rerun(slurm_cluster, write_spec, tmp_path):
     grid = [{"model": "traditional", "cell": "gru", "hidden_dim": [4, 8, 16, 32]}]

@@ -121,7 +121,9 @@ def trial_states(store_root: Path) -> dict[str, tuple[str, str]]:
     out = {}
     for s in sorted(subs, key=lambda s: s["submitted_at"]):  # later submissions win
         for tid, job in zip(s["trials"], s["jobs"]):
-            out[tid] = (states.get(job, "UNKNOWN"), job)
+            # a task without a line of its own: sacct lists an array's cancelled unstarted tasks
+            # under the bare array id ('170|CANCELLED by 0') as often as under '170_[1-3]'
+            out[tid] = (states.get(job) or states.get(job.split("_")[0], "UNKNOWN"), job)
     return out
 
 
