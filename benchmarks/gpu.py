@@ -17,16 +17,21 @@ own, on the inputs they saw in the step). The networks are the paper profiles':
   resnet50  two-stream PreLSTM layer4 (1 x 1 U) on 16 frames of 224 x 224, RGB and
             10 stacked flow fields (UCF101, Table 3), 101 classes
 
-batch 8, as in the paper's recipes. Without CUDA it says so, checks that every network
-builds (on the meta device) and exits 0.
+batch 8, as in the paper's recipes. Each row is printed, and written to ``--json``, as
+soon as it is measured; a network that raises becomes a row with its error and the others
+still run (memory released between them). Without CUDA it says so, checks that every
+network builds (on the meta device) and exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,20 +168,42 @@ def main() -> int:
             print(f"  {name}: {n:,} parameters")
         return 0
     print(f"GPU: {torch.cuda.get_device_name(0)}, batch {a.batch}, {a.steps} timed steps after {a.warmup}")
+    rows = measure_all(a.networks, a.precision, a.steps, a.warmup, a.batch, a.json)
+    return 1 if any("error" in r for r in rows) else 0
+
+
+def measure_all(names, precisions, steps: int, warmup: int, size: int, json_path: Path | None = None,
+                device: str = "cuda", networks: dict = NETWORKS) -> list[dict]:
+    """Every network at every precision, each row printed and written (``json_path``, atomically)
+    the moment it is measured; a network that raises is a row with its error, and the rest run."""
     rows = []
-    for name in a.networks:
-        for precision in a.precision:
+    for name in names:
+        for precision in precisions:
             t0 = time.perf_counter()
-            row = measure(name, precision, a.steps, a.warmup, a.batch)
+            try:
+                row = measure(name, precision, steps, warmup, size, device, networks)
+                print(f"{name:9} {precision:5} {row['frames_per_s']:9.1f} frames/s  step {row['step_ms']:8.2f} ms  "
+                      f"peak {row['peak_gb'] or 0:6.2f} GB  recurrence {row['recurrence_ms']:7.2f} ms "
+                      f"({100 * row['recurrence_share']:.1f}% of the step)  [{time.perf_counter() - t0:.0f} s]",
+                      flush=True)
+            except Exception as e:  # noqa: BLE001 - one network's failure must not lose the others' figures
+                row = {"network": name, "precision": precision, "error": f"{type(e).__name__}: {e}"}
+                print(f"{name:9} {precision:5} FAILED: {row['error']}", flush=True)
+                traceback.print_exc()
             rows.append(row)
-            print(f"{name:9} {precision:5} {row['frames_per_s']:9.1f} frames/s  step {row['step_ms']:8.2f} ms  "
-                  f"peak {row['peak_gb']:6.2f} GB  recurrence {row['recurrence_ms']:7.2f} ms "
-                  f"({100 * row['recurrence_share']:.1f}% of the step)  [{time.perf_counter() - t0:.0f} s]",
-                  flush=True)
-    if a.json:
-        a.json.write_text(json.dumps({"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
-                                      "rows": rows}, indent=1))
-    return 0
+            gc.collect()  # the network, its optimizer state and batches go before the next one
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if json_path is not None:
+                _write(json_path, {"gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                                   "torch": torch.__version__, "rows": rows})
+    return rows
+
+
+def _write(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

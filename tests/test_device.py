@@ -143,3 +143,57 @@ def test_auto_uses_the_visible_gpu_and_channels_last(write_spec, tmp_path):
     assert x.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
     result = run_trial(face(write_spec), tmp_path, log=quiet)
     assert result["device"].startswith("cuda")
+
+
+# -- CUDA branches taken on the CPU (issue 26): the layout calls work on CPU tensors ------------------------
+
+
+@pytest.mark.parametrize("name", sorted(__import__("prernn").backbones.BACKBONES.names()))
+def test_every_conv_weight_goes_channels_last_module_by_module(name):
+    """Every registered backbone, mini and paper: 2-D kernels channels_last, 3-D ones
+    channels_last_3d, every value unchanged."""
+    from torch import nn
+
+    from prernn import backbones
+    from prernn.train.device import to_channels_last
+
+    net = backbones.create(name, pretrained=False)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    convs = [m for m in to_channels_last(net).modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))]
+    assert convs
+    for m in convs:
+        layout = torch.channels_last_3d if isinstance(m, nn.Conv3d) else torch.channels_last
+        assert m.weight.is_contiguous(memory_format=layout), (name, m)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+
+
+def test_the_whole_network_conversion_that_crashed_every_c3d_trial_on_cuda_still_would():
+    """What Placement.prepare did before: one call on the whole network, which raises on the
+    first 5-D weight - on the CPU too, so this CPU test guards the CUDA path."""
+    from prernn import backbones
+
+    with pytest.raises(RuntimeError, match="required rank 4 tensor to use channels_last format"):
+        backbones.create("mini_c3d", pretrained=False).to(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("backbone", ["mini_c3d", "mini_vgg"])
+def test_prepare_and_batch_take_their_cuda_branch_on_the_cpu_and_change_no_number(monkeypatch, backbone):
+    """Placement.prepare and Placement.batch forced down their CUDA branch (cuda -> True) on
+    CPU tensors: the network and the batch come out channels-last, the outputs as before."""
+    from prernn import backbones
+    from prernn.train.device import Placement
+
+    torch.manual_seed(0)
+    net = backbones.create(backbone, pretrained=False).eval()
+    x = torch.randint(0, 255, (2, 3, *net.frame_shape), dtype=torch.uint8)  # (B, T, C[, L], H, W)
+    flat = lambda b: b.flatten(0, 1).float() / 255  # noqa: E731 (B, T, ...) -> the stem's input
+    with torch.no_grad():
+        expected = net.stem(flat(x))
+    place = Placement(torch.device("cpu"))
+    monkeypatch.setattr(Placement, "cuda", property(lambda self: True))
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)  # restored after
+    prepared, batch = place.prepare(net), place.batch(x)
+    layout = torch.channels_last_3d if x.dim() == 6 else torch.channels_last
+    assert flat(batch).is_contiguous(memory_format=layout) and torch.equal(batch, x)
+    with torch.no_grad():
+        assert torch.allclose(prepared.stem(flat(batch)), expected, atol=1e-5)

@@ -48,3 +48,38 @@ def test_the_measurement_runs_on_mini_networks_on_the_cpu(precision):
         row = gpu.measure(name, precision, steps=2, warmup=1, size=2, device="cpu", networks=mini)
         assert row["step_ms"] > 0 and row["frames_per_s"] > 0 and row["peak_gb"] is None
         assert 0 < row["recurrence_share"] < 1, row  # the recurrence alone is part of a step
+
+
+def test_a_row_per_network_is_written_as_measured_even_when_one_raises(tmp_path, monkeypatch):
+    """On the CPU: a network that raises becomes a row with its error and the next one is still
+    measured; each row is on disk before the next network starts (an interrupted run keeps it)."""
+    import json
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu
+
+    face = dict(task="face", backbone="mini_vgg", cell="lstm",
+                data=dict(source="synthetic_face", frames=2, size=32, train_videos=2, test_videos=2))
+    networks = {"face": face, "broken": dict(face, backbone="no_such_backbone"), "again": face}
+    out = tmp_path / "gpu.json"
+    rows = gpu.measure_all(list(networks), ["fp32"], steps=1, warmup=0, size=2, json_path=out, device="cpu",
+                           networks=networks)
+    assert [r["network"] for r in rows] == ["face", "broken", "again"]
+    assert "error" in rows[1] and "no_such_backbone" in rows[1]["error"]
+    assert rows[0]["step_ms"] > 0 and rows[2]["step_ms"] > 0
+    assert json.loads(out.read_text())["rows"] == rows
+
+    calls = []
+    real = gpu.measure
+
+    def interrupted(name, *a, **kw):  # the run is killed while the second network runs
+        calls.append(name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(name, *a, **kw)
+
+    monkeypatch.setattr(gpu, "measure", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        gpu.measure_all(["face", "again"], ["fp32"], steps=1, warmup=0, size=2, json_path=out, device="cpu",
+                        networks=networks)
+    assert [r["network"] for r in json.loads(out.read_text())["rows"]] == ["face"]

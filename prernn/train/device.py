@@ -50,6 +50,18 @@ def resolve_device(device: str) -> torch.device:
     return torch.device("cpu")
 
 
+def to_channels_last(net: nn.Module) -> nn.Module:
+    """Every conv weight in the layout tensor cores read, module by module: ``channels_last``
+    for 2-D kernels, ``channels_last_3d`` for 3-D ones (C3D). ``net.to(memory_format=
+    torch.channels_last)`` on the whole network raises on the first 5-D weight ("required rank
+    4 tensor to use channels_last format"), so it cannot serve a network with 3-D convs."""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Conv3d)):
+            layout = torch.channels_last_3d if isinstance(m, nn.Conv3d) else torch.channels_last
+            m.weight.data = m.weight.data.contiguous(memory_format=layout)
+    return net
+
+
 @dataclass(frozen=True)
 class Placement:
     """A trial's device and precision, and what follows from them."""
@@ -91,10 +103,7 @@ class Placement:
         net = net.to(self.device)
         if self.cuda and any(isinstance(m, (nn.Conv2d, nn.Conv3d)) for m in net.modules()):
             torch.backends.cudnn.benchmark = True
-            net = net.to(memory_format=torch.channels_last)  # 4-D weights; 3-D conv kernels below
-            for m in net.modules():
-                if isinstance(m, nn.Conv3d):
-                    m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last_3d)
+            net = to_channels_last(net)
         return net
 
     def batch(self, x: Tensor) -> Tensor:
