@@ -101,7 +101,7 @@ def mean_ms(fn, repeats: int, place: Placement) -> float:
 def measure(name: str, precision: str, steps: int, warmup: int, size: int, device: str = "cuda",
             networks: dict = NETWORKS) -> dict:
     cfg = config(name, precision, device, networks)
-    place = Placement.of(device, precision)
+    place = Placement.of_train(cfg.train)
     task = TASKS[cfg.task]
     torch.manual_seed(0)
     if place.cuda:

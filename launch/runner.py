@@ -58,7 +58,7 @@ class Pruned(Exception):
 def placement(cfg: TrialConfig, gpus: float = 0) -> Placement:
     """Where the trial trains. A GPU the scheduler gave it (``resources.gpus``) must train
     it: a trial that was given one but sees none refuses to start."""
-    place = Placement.of(cfg.train.device, cfg.train.precision)
+    place = Placement.of_train(cfg.train)
     if gpus and not place.cuda:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         raise DeviceUnavailable(f"resources.gpus is {gpus:g}, but this trial sees no CUDA device "

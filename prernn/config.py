@@ -122,6 +122,12 @@ class TrainConfig(Section):
         "auto", before="auto", doc="auto: the GPU the scheduler gave the trial, else the CPU")
     precision: Literal["fp32", "bf16", "fp16"] = setting(
         "fp32", before="fp32", doc="autocast precision of training and evaluation (fp16 with a gradient scaler)")
+    # CUDA only (the CPU's numbers are the same either way, so trials from before these existed
+    # keep their ids): they change a GPU's numbers, so they are part of a trial's identity
+    tf32: bool = setting(True, before=True, doc="CUDA: fp32 matmuls and convolutions on tensor cores (TF32, "
+                         "10-bit mantissa); false: IEEE fp32, several times slower")
+    deterministic: bool = setting(False, before=False, doc="CUDA: deterministic cuDNN algorithms, no autotuning: "
+                                  "the same numbers on every run on one GPU model (slower)")
 
 
 PRERNN_ONLY = ("variant", "layers", "input_init", "recurrent_init", "extra_layers", "activation", "shared_gate",

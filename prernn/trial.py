@@ -259,7 +259,7 @@ def run_trial(cfg: TrialConfig | dict, run_dir: str | Path, on_epoch: Callable[[
     Each epoch trains every stream that has epochs left, evaluates all of them and
     records one row (train_loss: the mean over the streams trained; lr: the first's)."""
     cfg = _typed(cfg)
-    place = place or Placement.of(cfg.train.device, cfg.train.precision)
+    place = place or Placement.of_train(cfg.train)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     task, t = TASKS[cfg.task], cfg.train

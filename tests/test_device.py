@@ -197,3 +197,42 @@ def test_prepare_and_batch_take_their_cuda_branch_on_the_cpu_and_change_no_numbe
     assert flat(batch).is_contiguous(memory_format=layout) and torch.equal(batch, x)
     with torch.no_grad():
         assert torch.allclose(prepared.stem(flat(batch)), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("tf32,deterministic", [(True, False), (False, True)])
+def test_tf32_and_determinism_are_set_on_the_cuda_branch_and_never_on_the_cpu(monkeypatch, tf32, deterministic):
+    """Placement.prepare forced down its CUDA branch sets torch's process-wide switches from the
+    trial's train.tf32 / train.deterministic; on the CPU it leaves them as they are."""
+    from torch import nn
+
+    from prernn.train.device import Placement
+
+    switches = [(torch.backends.cuda.matmul, "fp32_precision"), (torch.backends.cudnn.conv, "fp32_precision"),
+                (torch.backends.cudnn, "benchmark"), (torch.backends.cudnn, "deterministic")]
+    before = [getattr(obj, name) for obj, name in switches]
+    try:
+        place = Placement(torch.device("cpu"), "fp32", tf32, deterministic)
+        place.prepare(nn.Linear(2, 2))
+        assert [getattr(obj, name) for obj, name in switches] == before  # the CPU: untouched
+        monkeypatch.setattr(Placement, "cuda", property(lambda self: True))
+        place.prepare(nn.Linear(2, 2))
+        expected = "tf32" if tf32 else "ieee"
+        assert torch.backends.cuda.matmul.fp32_precision == torch.backends.cudnn.conv.fp32_precision == expected
+        assert torch.backends.cudnn.benchmark is not deterministic
+        assert torch.backends.cudnn.deterministic is deterministic
+    finally:  # process-wide switches: leave them as found
+        for (obj, name), value in zip(switches, before):
+            setattr(obj, name, value)
+
+
+def test_tf32_and_determinism_are_part_of_a_trials_identity_and_old_ids_stay(write_spec):
+    """They change a GPU's numbers, so turning either from its default makes new trials; the
+    defaults are what every earlier trial computed (TF32 does nothing on a CPU), so ids stay."""
+    from records import trial_id
+
+    (t,) = expand(load_spec(write_spec(dict(TOY, grid=[{"model": "prernn", "cell": "lstm"}]))))
+    assert t.config.train.tf32 is True and t.config.train.deterministic is False
+    ieee = t.config.replace(train=t.config.train.replace(tf32=False))
+    fixed = t.config.replace(train=t.config.train.replace(deterministic=True))
+    assert len({t.id, trial_id(ieee), trial_id(fixed)}) == 3
+    assert "tf32" not in __import__("prernn.settings", fromlist=["identity"]).identity(t.config)["train"]

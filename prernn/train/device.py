@@ -68,12 +68,19 @@ class Placement:
 
     device: torch.device
     precision: str = "fp32"
+    tf32: bool = True  # CUDA: fp32 matmuls and convolutions on tensor cores
+    deterministic: bool = False  # CUDA: deterministic cuDNN, no autotuning
 
     @classmethod
-    def of(cls, device: str, precision: str) -> "Placement":
+    def of(cls, device: str, precision: str, tf32: bool = True, deterministic: bool = False) -> "Placement":
         if precision not in DTYPES:
             raise ValueError(f"unknown precision {precision!r}; known: {', '.join(DTYPES)}")
-        return cls(resolve_device(device), precision)
+        return cls(resolve_device(device), precision, tf32, deterministic)
+
+    @classmethod
+    def of_train(cls, train) -> "Placement":
+        """A trial's placement from its ``train`` section (device, precision, tf32, deterministic)."""
+        return cls.of(train.device, train.precision, train.tf32, train.deterministic)
 
     @property
     def cuda(self) -> bool:
@@ -99,10 +106,18 @@ class Placement:
         return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
 
     def prepare(self, net: nn.Module) -> nn.Module:
-        """Move a network here; on CUDA, conv weights channels-last and cuDNN autotuning."""
+        """Move a network here; on CUDA also: TF32 (or IEEE fp32) for fp32 matmuls and
+        convolutions, cuDNN autotuning unless deterministic, conv weights channels-last. These
+        switches are process-wide: a process trains one trial at a time."""
         net = net.to(self.device)
-        if self.cuda and any(isinstance(m, (nn.Conv2d, nn.Conv3d)) for m in net.modules()):
-            torch.backends.cudnn.benchmark = True
+        if not self.cuda:
+            return net
+        precision = "tf32" if self.tf32 else "ieee"
+        torch.backends.cuda.matmul.fp32_precision = precision
+        torch.backends.cudnn.conv.fp32_precision = precision
+        torch.backends.cudnn.benchmark = not self.deterministic
+        torch.backends.cudnn.deterministic = self.deterministic
+        if any(isinstance(m, (nn.Conv2d, nn.Conv3d)) for m in net.modules()):
             net = to_channels_last(net)
         return net
 
