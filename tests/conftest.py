@@ -123,6 +123,19 @@ def sweep(*args: str, timeout: float = 600, **kw) -> subprocess.CompletedProcess
 _CUDA_DESELECTED: list = []
 
 
+@pytest.fixture(autouse=True)
+def _cpu_unless_marked_cuda(request, monkeypatch):
+    """Unmarked tests assert the CPU's devices and numbers, so on a GPU node they run on the
+    CPU too: this process sees no CUDA device, nor does any process it starts (the CLI, the
+    local backend's workers). Tests marked ``cuda`` see the GPU."""
+    if request.node.get_closest_marker("cuda"):
+        return
+    import torch
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``cuda`` run only where torch sees a CUDA device; elsewhere they are
     deselected, so that "no test skipped" stays checkable on CPU-only CI."""

@@ -3,6 +3,8 @@ under another setting, GPUs a trial is given and must use, what the record says.
 that need CUDA are marked ``cuda``: without a CUDA device they are deselected (and the
 run's summary says how many), never silently passed."""
 
+import os
+
 import pandas as pd
 import pytest
 import torch
@@ -236,3 +238,18 @@ def test_tf32_and_determinism_are_part_of_a_trials_identity_and_old_ids_stay(wri
     fixed = t.config.replace(train=t.config.train.replace(deterministic=True))
     assert len({t.id, trial_id(ieee), trial_id(fixed)}) == 3
     assert "tf32" not in __import__("prernn.settings", fromlist=["identity"]).identity(t.config)["train"]
+
+
+def test_unmarked_tests_run_on_the_cpu_even_on_a_gpu_node(tmp_path):
+    """tests/conftest.py pins every test not marked ``cuda`` to the CPU, in this process and in
+    the processes it starts, so the suite's CPU assertions hold on a GPU node."""
+    import subprocess
+    import sys
+
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "" and not torch.cuda.is_available()
+    from prernn.train.device import resolve_device
+
+    assert resolve_device("auto").type == "cpu"
+    child = subprocess.run([sys.executable, "-c", "import os; print(repr(os.environ['CUDA_VISIBLE_DEVICES']))"],
+                           capture_output=True, text=True)
+    assert child.stdout.strip() == "''"
