@@ -253,3 +253,17 @@ def test_unmarked_tests_run_on_the_cpu_even_on_a_gpu_node(tmp_path):
     child = subprocess.run([sys.executable, "-c", "import os; print(repr(os.environ['CUDA_VISIBLE_DEVICES']))"],
                            capture_output=True, text=True)
     assert child.stdout.strip() == "''"
+
+
+def test_sgd_is_fused_on_the_gpu_and_unchanged_on_the_cpu(monkeypatch):
+    """make_optimizer's CUDA branch taken on the CPU (parameters that say they are on CUDA;
+    torch's fused SGD also runs on the CPU), and its CPU branch as before."""
+    from prernn.train.recipes import make_optimizer
+
+    net = torch.nn.Linear(3, 2)
+    assert not make_optimizer(net, 0.1).defaults["fused"]
+    monkeypatch.setattr(torch.nn.Parameter, "is_cuda", property(lambda self: True), raising=False)
+    opt = make_optimizer(net, 0.1)
+    assert opt.defaults["fused"] is True
+    net(torch.ones(1, 3)).sum().backward()
+    opt.step()  # it steps

@@ -56,5 +56,9 @@ def constant(opt, **_):
 
 
 def make_optimizer(net: nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4):
+    """SGD over the trainable parameters: fused (one kernel for all of them) where they sit on a
+    GPU, where the default path launches several per parameter - 628 M of them in a paper-profile
+    network; on the CPU the default path, so that the CPU's numbers do not move."""
     params = [p for p in net.parameters() if p.requires_grad]
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    fused = bool(params) and all(p.is_cuda for p in params)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=fused or None)
