@@ -2,6 +2,7 @@
 (networks, autocast steps, the recurrence timed alone) works; the CUDA clock and memory
 figures are the only parts left for a GPU."""
 
+import math
 import subprocess
 import sys
 
@@ -47,7 +48,9 @@ def test_the_measurement_runs_on_mini_networks_on_the_cpu(precision):
     for name in mini:
         row = gpu.measure(name, precision, steps=2, warmup=1, size=2, device="cpu", networks=mini)
         assert row["step_ms"] > 0 and row["frames_per_s"] > 0 and row["peak_gb"] is None
-        assert 0 < row["recurrence_share"] < 1, row  # the recurrence alone is part of a step
+        # the recurrence timed on its own (two wall-clock timings: no bound on their ratio, which
+        # a busy machine can push past 1 - a figure for BENCHMARKS.md, not an assertion)
+        assert row["recurrence_ms"] > 0 and math.isfinite(row["recurrence_share"]), row
 
 
 def test_a_row_per_network_is_written_as_measured_even_when_one_raises(tmp_path, monkeypatch):
