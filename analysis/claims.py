@@ -41,7 +41,6 @@ from . import stats
 from .tables import CELL_NAMES
 
 TRADITIONAL_PREFIX = "h="
-FEW_SEEDS, NO_SPREAD = stats.FEW_SEEDS, stats.NO_SPREAD
 # The margins of the paper's tables on the mini profiles: twice the seed-to-seed sd of a paired
 # difference between two networks (the 95% range of the same comparison reseeded), relative to
 # the metric, measured on held-out training videos by benchmarks/test_size.py before any margin
@@ -120,10 +119,7 @@ def select(df: pd.DataFrame, selector: dict) -> pd.Series:
     """The rows of ``df`` a claim's selector picks (its completed and other trials)."""
     mask = pd.Series(True, index=df.index)
     for col, value in selector.items():
-        if col == "model.hidden_dim" and value == "matched":
-            mask &= df["model.matched"].fillna(False).astype(bool)
-        else:
-            mask &= df[col] == value
+        mask &= df[col] == value
     return mask
 
 
@@ -132,15 +128,13 @@ def arm(df: pd.DataFrame, selector: dict, metric: str) -> dict:
     selector picks trials of more than one configuration (an arm is one config, its seeds)."""
     sub = df[select(df, selector)]
     if "arm" in sub and sub.arm.nunique() > 1:
-        raise SeveralConfigurations(sub.arm.nunique())
+        raise SeveralConfigurations(stats.SEVERAL)
     sub = sub[sub.status == Status.COMPLETED]
     return sub.groupby("seed")[metric].mean().to_dict() if len(sub) else {}
 
 
 class SeveralConfigurations(ValueError):
-    def __init__(self, n: int):
-        super().__init__(f"its selector picks {n} configurations: a claim compares one with another "
-                         "(name the field they differ in)")
+    """A claim's selector picks trials of more than one configuration."""
 
 
 COLUMNS = ["claim", "n", "paired", "improvement", "low", "high", "level", "t_low", "t_high", "boot_low", "boot_high",

@@ -74,6 +74,7 @@ CONTAINS_ZERO = "its interval contains 0"
 STRADDLES = "its interval contains 0 and reaches past the margin"
 BUDGET = "the seed budget is reached and its interval still contains 0"
 UNPAIRED = "the sequential test needs arms paired by seed"
+SEVERAL = "a selector picks several configurations: a claim compares one with another (name the field they differ in)"
 
 
 @dataclass(frozen=True)

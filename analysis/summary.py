@@ -57,7 +57,7 @@ def interval(r, digits: int = 4, low: str = "low", high: str = "high") -> str:
 
 
 SHORT_WHY = {stats.FEW_SEEDS: "n<2", stats.NO_SPREAD: "no spread", stats.STRADDLES: "margin",
-             stats.BUDGET: "budget", stats.UNPAIRED: "unpaired"}
+             stats.BUDGET: "budget", stats.UNPAIRED: "unpaired", stats.SEVERAL: "arms"}
 
 
 def verdict_text(r) -> str:
@@ -65,8 +65,7 @@ def verdict_text(r) -> str:
     and the seeds that would decide the observed effect ('~14')."""
     if r.verdict != stats.INCONCLUSIVE:
         return r.verdict
-    why = r.get("why")
-    word = SHORT_WHY.get(why, "arms" if isinstance(why, str) and "configurations" in why else None)
+    word = SHORT_WHY.get(r.get("why"))
     n = r.get("seeds_needed")
     needed = "" if pd.isna(n) else f" ~{int(n)}" if n <= 99 else " >99"
     return f"inconclusive{f' ({word})' if word else ''}{needed}"
@@ -87,12 +86,10 @@ def legend(claims: pd.DataFrame) -> str:
 
 
 def level_text(claims: pd.DataFrame) -> str:
-    """How the intervals were made: '99.72% t (Holm, 18 claims)' per family."""
-    parts = []
-    for (procedure, level), g in claims.groupby(["procedure", "level"], sort=False, dropna=True):
-        kind = "t" if procedure == stats.FIXED else "confidence sequence"
-        parts.append(f"{100 * level:.4g}% {kind}")
-    return "; ".join(dict.fromkeys(parts))
+    """How the intervals were made, per family: '99.71% t', '95% confidence sequence'."""
+    kind = {stats.FIXED: "t", stats.SEQUENTIAL: "confidence sequence"}
+    pairs = dict.fromkeys(zip(claims.procedure, claims.level))
+    return "; ".join(f"{100 * level:.4g}% {kind[procedure]}" for procedure, level in pairs)
 
 
 def summarize(data: SweepData, spec, metric: str, mode: str) -> Summary:

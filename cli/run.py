@@ -13,7 +13,7 @@ from rich.table import Table
 
 from launch.spec import SpecError
 from launch.backends import BackendRefused
-from records import BAD, GOOD, Status, Store, git_commit, plan_id
+from records import BAD, GOOD, Status, Store, arm_id, git_commit, plan_id
 
 
 def check_inputs(spec, trials, results: Path, backend: str) -> None:
@@ -170,11 +170,11 @@ def until_decided(spec, trials, backend, store, meta: dict, args, console: Conso
 
     task = TASKS[spec.task]
     plan = plan_id(t.id for t in trials)
-    added = dict((store.seeding(plan) or {}).get("trials", {}))
+    added = dict((store.seeding(plan) or {}).get("trials", {}))  # id -> arm id of every seed added so far
     store.write_seeding(plan, {"trials": added, "max_seeds": args.max_seeds})  # from now on: tested sequentially
 
     def run(new) -> bool:
-        added.update(seeding.record(new, args.max_seeds)["trials"])
+        added.update({t.id: arm_id(t.config) for t in new})
         store.write_seeding(plan, {"trials": added, "max_seeds": args.max_seeds})
         todo = [t for t in new if store.status(t.id) is None]
         return pretrained_or_refused(spec, todo, store, False, console) and run_jobs(todo, backend, store, meta, console)

@@ -107,11 +107,6 @@ def until_decided(spec, plan: list[Trial], read: Callable[[], SweepData], run: C
     return [t for t in known.values() if t.id not in {p.id for p in plan}], tested
 
 
-def record(added: list[Trial], max_seeds: int) -> dict:
-    """What the store keeps of a plan's added seeds (``records.Store.write_seeding``)."""
-    return {"trials": {t.id: arm_id(t.config) for t in added}, "max_seeds": max_seeds}
-
-
 def undecided_lines(tested: pd.DataFrame, max_seeds: int) -> list[str]:
     """Why each claim that is still inconclusive stayed so."""
     out = []

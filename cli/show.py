@@ -70,8 +70,9 @@ def print_summary(spec, data, metric: str, mode: str, console: Console) -> None:
         for _, r in s.claims.iterrows():
             t.add_row(r.claim, interval(r, s.digits), str(int(r.n)), verdict_text(r))
         console.print(t)
-        if legend(s.claims):
-            console.print(legend(s.claims))
+        words = legend(s.claims)
+        if words:
+            console.print(words)
     if s.layout is not None:
         t = Table(title=f"the paper's {spec.reference}: ours ±95% | the paper's" + (" (ours - paper)" if spec.profile
                   == "paper" else ""), box=box.SIMPLE, title_justify="left", pad_edge=False, collapse_padding=True)

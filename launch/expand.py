@@ -86,7 +86,7 @@ def claim_problems(spec: SweepSpec, trials: list[Trial], spec_path: str = "spec"
     for i, claim in enumerate(spec.claims):
         for side in ("better", "worse"):
             selector = claim.columns(side)
-            picked = {a: f for a, f in flat if all(_picks(f, k, v) for k, v in selector.items())}
+            picked = {a: f for a, f in flat if all(f.get(k) == v for k, v in selector.items())}
             if len(picked) == 1:
                 continue
             where = f"{spec_path}: claims.{i}.{side} {getattr(claim, side)}"
@@ -98,9 +98,3 @@ def claim_problems(spec: SweepSpec, trials: list[Trial], spec_path: str = "spec"
             problems.append(f"{where}: picks {len(picked)} configurations, which differ in {', '.join(differ)}; a "
                             "claim compares one configuration with another: add those fields to the selector")
     return problems
-
-
-def _picks(flat: dict, column: str, value) -> bool:
-    if column == "model.hidden_dim" and value == "matched":
-        return bool(flat.get("model.matched"))
-    return flat.get(column) == value

@@ -119,9 +119,13 @@ class ClaimSpec(Section):
 
     def columns(self, side: str) -> dict:
         """The ``better`` or ``worse`` selector as store columns (model fields live under 'model.';
-        lists are JSON text, as the store keeps them)."""
+        lists are JSON text, as the store keeps them; ``hidden_dim: matched`` is the column
+        ``model.matched``, since a matched size is resolved to a number per cell)."""
         out = {}
         for k, v in getattr(self, side).items():
+            if k == "hidden_dim" and v == "matched":
+                out["model.matched"] = True
+                continue
             col = k if k == "seed" or "." in k else f"model.{k}"
             out[col] = json.dumps(v) if isinstance(v, list) else v
         return out

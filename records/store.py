@@ -119,6 +119,12 @@ def epochs_schema(task: str) -> pa.Schema:
     return pa.schema({**EPOCH_COLUMNS, **{m: pa.float64() for m in TASKS[task].metric_names}})
 
 
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def _write_atomic(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)  # whichever writer comes first
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -153,9 +159,7 @@ class Store:
             d.mkdir(parents=True, exist_ok=True)
 
     def write_spec(self, spec) -> None:
-        tmp = self.root / f".spec.yaml.{os.getpid()}.tmp"
-        tmp.write_text(yaml.safe_dump(to_dict(spec), sort_keys=False))
-        os.replace(tmp, self.root / "spec.yaml")
+        _write_text_atomic(self.root / "spec.yaml", yaml.safe_dump(to_dict(spec), sort_keys=False))
 
     def seeding(self, plan: str) -> dict | None:
         """The ``--until-decided`` record of a plan: {"trials": {id: arm id}, "max_seeds": n}, or None."""
@@ -165,11 +169,8 @@ class Store:
             return None
 
     def write_seeding(self, plan: str, record: dict) -> None:
-        path = self.root / "seeding" / f"{plan}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record, sort_keys=True))
-        os.replace(tmp, path)
+        (self.root / "seeding").mkdir(parents=True, exist_ok=True)
+        _write_text_atomic(self.root / "seeding" / f"{plan}.json", json.dumps(record, sort_keys=True))
 
     def write_epochs(self, trial_id: str, rows: list[dict]) -> None:
         rows = [{"id": trial_id, **r} for r in rows]

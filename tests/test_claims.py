@@ -77,7 +77,7 @@ def test_seeds_that_all_differ_by_the_same_amount_decide_nothing():
                        "model.model": ["prernn"] * 2 + ["traditional"] * 2})
     tested = claimlib.test([claimlib.Claim("PreRNN > traditional", {"model.model": "prernn"},
                                            {"model.model": "traditional"})], df, "test_accuracy", "max")
-    assert tested.verdict.tolist() == ["inconclusive"] and tested.why[0] == claimlib.NO_SPREAD
+    assert tested.verdict.tolist() == ["inconclusive"] and tested.why[0] == stats.NO_SPREAD
 
 
 def _planted(tmp_path, effect: float):

@@ -197,3 +197,19 @@ def test_each_profile_has_its_own_default_store_and_summary_writes_nothing(tmp_p
     assert "results/table1 holds a store of the old layout" in res.stderr and "--results-dir results/table1" in res.stderr
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
         "results", "results/table1", "results/table1/trials"]
+
+
+def test_a_claim_can_name_the_matched_size(write_spec):
+    """``hidden_dim: matched`` in a claim picks the parameter-matched configuration, whose
+    hidden size is resolved to a number per cell (the store's ``model.matched``)."""
+    from analysis import claims as claimlib
+
+    from .conftest import TOY
+
+    spec = load_spec(write_spec(dict(TOY, grid=[{"model": "traditional", "cell": "gru", "hidden_dim": [4, "matched"]}],
+                                     claims=[{"better": {"hidden_dim": "matched"}, "worse": {"hidden_dim": 4}}])))
+    trials = expand(spec)  # each selector picks exactly one configuration
+    (claim,) = claimlib.spec_claims(spec)
+    assert claim.better == {"model.matched": True}
+    df = pd.DataFrame([{**__import__("records").flatten(t.config), "id": t.id} for t in trials])
+    assert claimlib.select(df, claim.better).sum() == 1 and claimlib.select(df, claim.worse).sum() == 1
