@@ -128,3 +128,101 @@ def test_the_cpp_enums_are_the_tables_ids():
     missing = kernels.SOURCE.read_text().replace(", GRU = 2 }", " }")
     with pytest.raises(ValueError, match="enum CellId"):
         kernels.check_source(missing)
+
+
+class _Ops(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records every op the layer runs: (name, input dtypes and shapes, output numel)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        first = out[0] if isinstance(out, (tuple, list)) else out
+        self.ops.append((func.overloadpacket.__name__, [(t.dtype, tuple(t.shape)) for t in tensors],
+                         first.numel() if isinstance(first, torch.Tensor) else 0))
+        return out
+
+
+GATED = [(c, v) for c, v in COMBOS if v == "gate" and len(CELLS[c].gates) > 1]
+
+
+@pytest.mark.parametrize("shared_gate", ["first", None])
+@pytest.mark.parametrize("cell,variant", GATED)
+def test_one_gemm_per_weight_matches_the_joined_gemm(impl, cell, variant, shared_gate):
+    """The GPU's input GEMMs (one per weight, each into its gates) give the CPU's (one over the
+    weights joined in gate order) numbers, forward and backward."""
+    torch.manual_seed(3)
+    shared = CELLS[cell].gates[0] if shared_gate == "first" else None
+    layer = PreRNNLinear(nn.Linear(5, 4), cell, variant, shared_gate=shared).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_(0, 0.5)
+    x = torch.randn(3, 6, 5, dtype=torch.double, requires_grad=True)
+    state = tuple(torch.randn(3, 4, dtype=torch.double, requires_grad=True) for _ in range(CELLS[cell].states))
+    grad = torch.randn(3, 6, 4, dtype=torch.double)
+    layer.join_gates = True
+    joined = outputs_and_grads(layer, x, state, grad)
+    layer.join_gates = False
+    for a, b in zip(outputs_and_grads(layer, x, state, grad), joined, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell,variant", GATED)
+def test_off_the_cpu_no_copy_of_the_gate_weights_is_made(cell, variant):
+    """On CUDA (``joins_gates``) forward and backward allocate nothing of the size of all gates'
+    weights (fc6's: 16384 x 25088 fp32, 1.6 GB) and join no weight-sized tensors at all."""
+    from prernn.recurrent.bptt import joins_gates
+
+    assert not joins_gates(torch.device("cuda")) and joins_gates(torch.device("cpu"))
+    D, H = 40, 8
+    layer = PreRNNLinear(nn.Linear(D, H), cell, variant)
+    G = layer.gates
+    x = torch.randn(2, 3, D, requires_grad=True)
+
+    def ops(join):
+        layer.join_gates = join
+        with _Ops() as seen:
+            layer(x).sum().backward()
+        return seen.ops
+
+    def big(seen):
+        return [(name, n) for name, _, n in seen if n >= G * H * D or (name == "cat" and n >= H * D)]
+
+    assert big(ops(True))  # the joined path does make them: the check can see them
+    assert big(ops(False)) == []
+
+
+@pytest.mark.parametrize("precision", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("cell,variant", [("lstm", "gate"), ("gru", "sih"), ("vrnn", "gate")])
+@pytest.mark.parametrize("join", [True, False])
+def test_under_autocast_the_input_gemms_run_low_and_the_time_loop_in_fp32(monkeypatch, cell, variant, precision,
+                                                                            join):
+    """Every GEMM that reads the input (its D columns) runs in autocast's dtype; the hidden term,
+    its backward and U's gradient in fp32; gradients come back in the parameters' and the
+    input's dtypes, and the numbers stay within low precision of fp32's."""
+    monkeypatch.setattr(kernels, "_module", None)  # the Python loop, whose ops the mode can see
+    monkeypatch.setattr(kernels, "_tried", True)
+    torch.manual_seed(4)
+    D, H = 12, 8
+    layer = PreRNNLinear(nn.Linear(D, H), cell, variant, recurrent_init="orthogonal")
+    layer.join_gates = join
+    x = torch.randn(3, 5, D, requires_grad=True)
+    y32 = layer(x)
+    g32 = torch.autograd.grad(y32.sum(), [x, *layer.parameters()])
+    with _Ops() as seen:
+        with torch.autocast("cpu", dtype=precision):
+            y = layer(x)
+        grads = torch.autograd.grad(y.sum(), [x, *layer.parameters()])
+    gemms = [(name, shapes) for name, shapes, _ in seen.ops if name in ("mm", "addmm")]
+    reads_input = [s for s in gemms if any(D in shape for _, shape in s[1])]
+    recurrent = [s for s in gemms if not any(D in shape for _, shape in s[1])]
+    assert reads_input and recurrent
+    assert all(dtype == precision for _, shapes in reads_input for dtype, _ in shapes)
+    assert all(dtype == torch.float32 for _, shapes in recurrent for dtype, _ in shapes)
+    assert y.dtype == torch.float32 and all(g.dtype == torch.float32 for g in grads)
+    torch.testing.assert_close(y, y32, rtol=0.05, atol=0.05)
+    for g, g_ref in zip(grads, g32, strict=True):
+        torch.testing.assert_close(g, g_ref, rtol=0.05, atol=0.05)

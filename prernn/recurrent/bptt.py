@@ -19,7 +19,9 @@ micro-kernel, both split over torch's threads); ``loops.py`` is its twin in Pyth
 used on GPUs and where the extension cannot be built (``kernels.py``).
 
 The input terms of all T steps are batched GEMMs inside the node (forward and
-backward), so autograd sees one node per layer. Derivatives of φ are taken from its output (relu, tanh, sigmoid,
+backward), so autograd sees one node per layer: on the CPU one GEMM over the gate
+weights joined in gate order, elsewhere one per weight (``joins_gates``); under autocast
+in its dtype, with everything from their result on in fp32. Derivatives of φ are taken from its output (relu, tanh, sigmoid,
 identity), as torch's own backward kernels do. Ours, not the paper's (the paper
 gives the equations, not an implementation). Double backward is not supported.
 """
@@ -40,27 +42,53 @@ def _in_gate_order(shared: Tensor, copies: Tensor, index: int) -> Tensor:
     return torch.cat([copies[:rows], shared, copies[rows:]])
 
 
+def joins_gates(device: torch.device) -> bool:
+    """Whether the gate variant's input GEMM runs once over its weights joined in gate order
+    (the CPU: at the mini profile's sizes a GEMM call costs more than copying the weights) or
+    as one GEMM per weight, each written into its gates (elsewhere: at the paper's sizes the
+    joined copy of fc6's weights is 1.6 GB per forward, and its gradient's as much again)."""
+    return device.type == "cpu"
+
+
+def _cast(t: Tensor | None, dtype: torch.dtype | None) -> Tensor | None:
+    return t if t is None or dtype is None else t.to(dtype)
+
+
 class LinearRecurrence(torch.autograd.Function):
     """A whole linear PreRNN layer as one autograd node: the input terms of all T
-    steps, then the time loop. The gate variant's input weights are concatenated
-    in gate order once per call, so that its input terms, their weight gradient and
-    dx are one GEMM each instead of one per run of gates (at the mini profile's
-    sizes a GEMM call costs more than the copy)."""
+    steps, then the time loop.
+
+    ``gemm_dtype`` (autocast's, or None): the input GEMMs run in it, as autocast would run
+    them, and everything from their fp32 result on (the hidden term, the gates, the loop and
+    its backward) in fp32; the weight gradients come back in fp32. ``joined``
+    (``joins_gates``): the gate variant's input weights concatenated in gate order, so that
+    its input terms, their weight gradient and dx are one GEMM each, or one GEMM per weight
+    (shared and copies), which allocates nothing of a weight's size."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, copy_weight: Tensor | None, copy_bias: Tensor | None,
                 weight_hh: Tensor, hidden_bias: Tensor | None, h0: Tensor, c0: Tensor | None,
-                cell: str, activation: str, shared: int) -> Tensor:
+                cell: str, activation: str, shared: int, gemm_dtype: torch.dtype | None = None,
+                joined: bool = True) -> Tensor:
         B, T, D = x.shape
         H = weight_hh.shape[1]
         G = weight_hh.shape[0] // H
-        xt = x.transpose(0, 1).reshape(T * B, D)  # time-major rows
-        weights = None  # the gate variant's input weights in gate order (G*H x D), kept for dx
+        N = T * B
+        loop = weight_hh.dtype  # the time loop's dtype (fp32 under autocast): the parameters'
+        ctx.dtypes = x.dtype, weight.dtype
+        xt = _cast(x.transpose(0, 1).reshape(N, D), gemm_dtype)  # time-major rows
+        weight, bias = _cast(weight, gemm_dtype), _cast(bias, gemm_dtype)
+        copy_weight, copy_bias = _cast(copy_weight, gemm_dtype), _cast(copy_bias, gemm_dtype)
+        weights = None  # joined: the gate variant's input weights in gate order (G*H x D), kept for dx
         if copy_weight is None:  # SIH / VRNN: every gate reads the one shared term
-            xs = torch.addmm(bias, xt, weight.t()).unsqueeze(1).expand(-1, G, -1)
-        else:
+            xs = torch.addmm(bias, xt, weight.t()).to(loop).unsqueeze(1).expand(-1, G, -1)
+        elif joined:
             weights = _in_gate_order(weight, copy_weight, shared)
-            xs = torch.addmm(_in_gate_order(bias, copy_bias, shared), xt, weights.t()).view(T * B, G, H)
+            xs = torch.addmm(_in_gate_order(bias, copy_bias, shared), xt, weights.t()).to(loop).view(N, G, H)
+        else:  # one GEMM per weight; only their (N, G, H) results are joined
+            own = torch.addmm(bias, xt, weight.t()).to(loop).view(N, 1, H)
+            copies = torch.addmm(copy_bias, xt, copy_weight.t()).to(loop).view(N, G - 1, H)
+            xs = torch.cat([copies[:, :shared], own, copies[:, shared:]], 1)
         if hidden_bias is not None and cell != "gru":  # the GRU's hidden bias sits inside r * (U h + c)
             xs = xs + hidden_bias.view(G, H)
         xs = xs.contiguous().view(T, B, G, H)  # a copy only for SIH's expanded shared term
@@ -72,14 +100,15 @@ class LinearRecurrence(torch.autograd.Function):
             hs, saved = c.forward(xs, weight_hh, hidden_bias, h0, c0, act.fn)
         ctx.cell, ctx.activation, ctx.shared = cell, activation, shared
         ctx.saved = saved
-        ctx.save_for_backward(xt, weight, weights, weight_hh, hs)
+        ctx.save_for_backward(xt, weight, copy_weight, weights, weight_hh, hs)
         return hs[1:].transpose(0, 1).contiguous()  # (B, T, H), its own memory: free to modify in place
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):
-        xt, weight, weights, weight_hh, hs = ctx.saved_tensors
-        dhs = grad.transpose(0, 1)
+        xt, weight, copy_weight, weights, weight_hh, hs = ctx.saved_tensors
+        x_dtype, param_dtype = ctx.dtypes
+        dhs = grad.transpose(0, 1).to(hs.dtype)
         c, act = CELLS[ctx.cell], ACTIVATIONS[ctx.activation]
         if ctx.kernels is not None:
             dxs, dhg, dh0, *dc0 = ctx.kernels.backward(c.kernel_id, dhs, weight_hh, hs, ctx.saved, act.kernel_id)
@@ -92,19 +121,29 @@ class LinearRecurrence(torch.autograd.Function):
         d_weight_hh = flat.t() @ hs[:-1].reshape(N, H)  # all T steps in one GEMM
         d_hidden_bias = flat.sum(0) if ctx.needs_input_grad[6] else None
         want_dx = ctx.needs_input_grad[0]
-        if weights is None:  # SIH / VRNN: the shared term's gradient is the sum over gates
+        low = lambda t: t.to(xt.dtype)  # noqa: E731  (the GEMMs' dtype; biases' sums stay fp32)
+        d_copy_weight = d_copy_bias = None
+        if copy_weight is None:  # SIH / VRNN: the shared term's gradient is the sum over gates
             ds = dxs.sum(2).reshape(N, H)
-            d_weight, d_bias, d_copy_weight, d_copy_bias = ds.t() @ xt, ds.sum(0), None, None
-            dx = ds @ weight if want_dx else None
-        else:  # all gates at once, then the shared gate's rows and the copies' rows apart
+            d_weight, d_bias = low(ds).t() @ xt, ds.sum(0)
+            dx = low(ds) @ weight if want_dx else None
+        elif weights is not None:  # joined: all gates at once, then the shared gate's rows and the copies' rows apart
             d = dxs.reshape(N, G * H)
-            d_weights, d_biases = d.t() @ xt, d.sum(0)
-            dx = d @ weights if want_dx else None
+            d_weights, d_biases = low(d).t() @ xt, d.sum(0)
+            dx = low(d) @ weights if want_dx else None
             rows = slice(ctx.shared * H, (ctx.shared + 1) * H)
             d_weight, d_bias = d_weights[rows], d_biases[rows]
             d_copy_weight = torch.cat([d_weights[:rows.start], d_weights[rows.stop:]])
             d_copy_bias = torch.cat([d_biases[:rows.start], d_biases[rows.stop:]])
+        else:  # one GEMM per weight, each reading its gates' gradient
+            i = ctx.shared
+            ds = dxs[:, :, i].reshape(N, H)
+            dc = torch.cat([dxs[:, :, :i], dxs[:, :, i + 1:]], 2).reshape(N, (G - 1) * H)
+            d_weight, d_bias = low(ds).t() @ xt, ds.sum(0)
+            d_copy_weight, d_copy_bias = low(dc).t() @ xt, dc.sum(0)
+            dx = torch.addmm(low(ds) @ weight, low(dc), copy_weight) if want_dx else None
         if dx is not None:
-            dx = dx.view(T, B, -1).transpose(0, 1)
-        return (dx, d_weight, d_bias, d_copy_weight, d_copy_bias, d_weight_hh, d_hidden_bias,
-                dh0, (dc0 or [None])[0], None, None, None)
+            dx = dx.view(T, B, -1).transpose(0, 1).to(x_dtype)
+        up = lambda t: None if t is None else t.to(param_dtype)  # noqa: E731  (gradients in the parameters' dtype)
+        return (dx, up(d_weight), up(d_bias), up(d_copy_weight), up(d_copy_bias), d_weight_hh, d_hidden_bias,
+                dh0, (dc0 or [None])[0], None, None, None, None, None)

@@ -27,12 +27,15 @@ What is the paper's and what is ours:
 Efficiency: the input-to-hidden term for all T steps is one batched op over B*T
 (one GEMM for the shared weight, one stacked GEMM for all gate copies); only the
 hidden-to-hidden product runs step by step. A linear layer is one autograd node
-(``bptt.py``): one input GEMM for all gates (their weights joined in gate
-order), the loop in C++ on the CPU, and U's gradient for all steps in one GEMM.
+(``bptt.py``): the input GEMMs for all gates (on the CPU one, over their weights
+joined in gate order; on a GPU one per weight, with no copy of them), the loop in C++
+on the CPU, and U's gradient for all steps in one GEMM. Under autocast the input
+GEMMs run in its dtype and the time loop in fp32 (ours).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -40,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..registry import UnknownNameError, unknown_name_message
-from .bptt import LinearRecurrence
+from .bptt import LinearRecurrence, joins_gates
 from .steps import State
 from .tables import ACTIVATIONS, CELLS, INPUT_INITS, init_recurrent_
 
@@ -138,6 +141,7 @@ class PreRNNLinear(PreRecurrent):
     instance selects the reference path (input terms, then the loop in autograd)."""
 
     fast = True
+    join_gates: bool | None = None  # None: as bptt.joins_gates decides for the device
 
     def __init__(self, layer: nn.Linear, cell: str = "lstm", variant: str = "gate",
                  input_init: str = "pretrained", recurrent_init: str = "zeros",
@@ -177,16 +181,20 @@ class PreRNNLinear(PreRecurrent):
     def forward(self, x: Tensor, state: State | None = None) -> Tensor:
         if not self.fast:
             return super().forward(x, state)
-        if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):  # fp32 recurrence (ours)
-            with torch.autocast(x.device.type, enabled=False):
-                return self.forward(x.float(), None if state is None else tuple(s.float() for s in state))
+        kind = x.device.type
+        gemm_dtype = None  # under autocast: the input GEMMs in its dtype, the time loop in fp32 (ours)
+        if kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind):
+            gemm_dtype = torch.get_autocast_dtype(kind)
+        loop = self.weight_hh.dtype
         if state is None:
-            zeros = x.new_zeros(x.shape[0], self.hidden_size)
+            zeros = x.new_zeros(x.shape[0], self.hidden_size, dtype=loop)
             state = (zeros,) * self.cell.states
-        h0, c0 = (*state, None)[:2]  # c0: LSTM only
-        return LinearRecurrence.apply(x, self.layer.weight, self.layer.bias, self.copy_weight, self.copy_bias,
-                                      self.weight_hh, self._full_hidden_bias(), h0, c0,
-                                      self.cell_name, self.activation, self.shared_index)
+        h0, c0 = (*(s.to(loop) for s in state), None)[:2]  # c0: LSTM only
+        joined = joins_gates(x.device) if self.join_gates is None else self.join_gates
+        with torch.autocast(kind, enabled=False) if gemm_dtype is not None else contextlib.nullcontext():
+            return LinearRecurrence.apply(x, self.layer.weight, self.layer.bias, self.copy_weight, self.copy_bias,
+                                          self.weight_hh, self._full_hidden_bias(), h0, c0,
+                                          self.cell_name, self.activation, self.shared_index, gemm_dtype, joined)
 
     def extra_repr(self) -> str:
         return (f"{self.cell_name}, variant={self.variant}, hidden={self.hidden_size}, "
