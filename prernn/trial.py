@@ -207,7 +207,7 @@ def attach_data(cfg: TrialConfig, streams: list[Stream], place: Placement, log=p
         else:
             train, test = split("train").stream(s.name), split("test").stream(s.name)
         augment = Augment(task.landmarks, s.name == "temporal", train.mirror) if d.augment else None
-        s.train = Batches(train, cfg.train.batch_size, workers, place.cuda, augment)
+        s.train = Batches(train, cfg.train.batch_size, workers, place.cuda, augment, warp_on_device=place.cuda)
         s.test = Batches(test, 4 * cfg.train.batch_size, workers, place.cuda)  # no gradients: bigger batches
 
 

@@ -136,6 +136,24 @@ def _cpu_unless_marked_cuda(request, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
 
+@pytest.fixture
+def cuda_branch(monkeypatch):
+    """Placement's CUDA branch taken on CPU tensors (``cuda`` true, no device name to ask for);
+    the process-wide switches that branch sets are restored after the test."""
+    import torch
+
+    from prernn.train.device import Placement
+
+    monkeypatch.setattr(Placement, "cuda", property(lambda self: True))
+    monkeypatch.setattr(Placement, "gpu", property(lambda self: None))
+    switches = [(torch.backends.cuda.matmul, "fp32_precision"), (torch.backends.cudnn.conv, "fp32_precision"),
+                (torch.backends.cudnn, "benchmark"), (torch.backends.cudnn, "deterministic")]
+    before = [getattr(obj, name) for obj, name in switches]
+    yield
+    for (obj, name), value in zip(switches, before):
+        setattr(obj, name, value)
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``cuda`` run only where torch sees a CUDA device; elsewhere they are
     deselected, so that "no test skipped" stays checkable on CPU-only CI."""

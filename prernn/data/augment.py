@@ -15,6 +15,14 @@ It is one affine warp (``grid_sample``), applied to what the frames show too:
 
 Deterministic: a sequence's transform comes from its own ``torch.Generator``
 (``prernn.data.loader`` seeds one per epoch and video, whatever the worker reading it).
+
+Where the warp runs (ours): on the CPU, in the process or worker that reads the batch; for
+a trial on a GPU, the workers only draw each sequence's transform (``Augment.transform``)
+and the warp runs on the GPU after the copy (``Augment.warp_batch``, every sequence of the
+batch in one ``grid_sample``), so that the CPUs only decode. Both warp from the same
+draws: on the CPU the two give identical frames (a test checks it); on a GPU, whose
+``grid_sample`` rounds differently, a pixel may differ by one grey level where the
+sampled value lies within rounding of a half (``DEVICE_TOLERANCE``).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from torch import Tensor
 from .synthetic_face import MIRROR
 
 NO_FLIP = -1  # in Split.mirror: a flipped video of this class shows no class; never flip it
+DEVICE_TOLERANCE = 1  # grey levels a frame warped on a GPU may differ by from the CPU's warp
 
 
 def draw(generator: torch.Generator, scale=(0.9, 1.1), shift: float = 0.1, flip_p: float = 0.5) -> dict:
@@ -38,6 +47,19 @@ def draw(generator: torch.Generator, scale=(0.9, 1.1), shift: float = 0.1, flip_
             "flip": bool(u[3].item() < flip_p)}
 
 
+def _theta(t: dict) -> list[list[float]]:
+    """The affine map of ``t`` in ``affine_grid``'s [-1, 1] coordinates (computed in Python floats)."""
+    sign = -1.0 if t["flip"] else 1.0
+    return [[sign / t["s"], 0.0, 2 * t["tx"]], [0.0, 1 / t["s"], 2 * t["ty"]]]
+
+
+def _warp(x: Tensor, theta: Tensor, dtype: torch.dtype) -> Tensor:
+    """(N, C, H, W) float images, (N, 2, 3) maps -> warped, back in ``dtype`` (uint8: rounded)."""
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+    return out.round().clamp(0, 255).to(dtype) if dtype == torch.uint8 else out
+
+
 def warp_frames(frames: Tensor, t: dict) -> Tensor:
     """(T, C, H, W) or (T, C, L, H, W) clips, uint8 or float -> same shape: output pixel u
     samples input pixel (±u_x / s + tx, u_y / s + ty) in [-1, 1] coordinates (outside: zeros)."""
@@ -45,21 +67,48 @@ def warp_frames(frames: Tensor, t: dict) -> Tensor:
         T, C, L, H, W = frames.shape
         flat = frames.permute(0, 2, 1, 3, 4).reshape(T * L, C, H, W)
         return warp_frames(flat, t).reshape(T, L, C, H, W).permute(0, 2, 1, 3, 4)
-    sign = -1.0 if t["flip"] else 1.0
-    theta = torch.tensor([[sign / t["s"], 0.0, 2 * t["tx"]], [0.0, 1 / t["s"], 2 * t["ty"]]])
-    x = frames.float()
-    grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)
-    out = F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
-    return out.round().clamp(0, 255).to(frames.dtype) if frames.dtype == torch.uint8 else out
+    theta = torch.tensor(_theta(t), device=frames.device)
+    return _warp(frames.float(), theta.expand(len(frames), 2, 3), frames.dtype)
+
+
+def warp_batch(frames: Tensor, transforms: Tensor, flow: bool = False) -> Tensor:
+    """(B, T, C, H, W) frames or (B, T, C, L, H, W) clips (or flow, ``flow``), on any device, each
+    sequence under its row of ``transforms`` ((B, 4): s, tx, ty, flip; ``as_rows``): what
+    ``warp_frames`` / ``warp_flow`` give sequence by sequence, in one ``grid_sample``."""
+    B, T = frames.shape[:2]
+    rows = transforms.tolist()  # (B, 4) floats: the maps are made in Python floats, as warp_frames makes them
+    ts = [{"s": s, "tx": tx, "ty": ty, "flip": bool(f)} for s, tx, ty, f in rows]
+    clips = frames.dim() == 6
+    x = frames.transpose(2, 3) if clips else frames  # (B, T, L, C, H, W): a clip's frames next to each other
+    per_seq = T * (x.shape[2] if clips else 1)
+    flat = x.reshape(B * per_seq, *x.shape[-3:])
+    theta = torch.tensor([_theta(t) for t in ts], device=frames.device).repeat_interleave(per_seq, 0)
+    if not flow:
+        out = _warp(flat.float(), theta, frames.dtype)
+    else:
+        moved = _warp(flat.float() - 128, theta, torch.float32)
+        gain = torch.tensor([_gain(t, flat.shape[1]) for t in ts], device=frames.device)
+        moved = moved.view(B, per_seq, *flat.shape[1:]) * gain[:, None, :, None, None]
+        out = (moved + 128).round().clamp(0, 255).to(torch.uint8)
+    out = out.reshape(x.shape)
+    return out.transpose(2, 3) if clips else out
+
+
+def as_rows(ts: list[dict]) -> Tensor:
+    """Transforms as a (B, 4) float64 tensor (s, tx, ty, flip), to travel with their batch."""
+    return torch.tensor([[t["s"], t["tx"], t["ty"], float(t["flip"])] for t in ts], dtype=torch.float64)
+
+
+def _gain(t: dict, channels: int) -> list[float]:
+    """Per flow channel (u, v interleaved): the zoom, with u negated on a flip."""
+    return [t["s"] * (-1.0 if t["flip"] and c % 2 == 0 else 1.0) for c in range(channels)]
 
 
 def warp_flow(flow: Tensor, t: dict) -> Tensor:
     """(T, 2K, H, W) uint8 flow (u, v interleaved, 128 = none) -> the flow of the warped video:
     moved like the frames (outside: no motion), scaled by the zoom, u negated on a flip."""
     moved = warp_frames(flow.float() - 128, t)  # outside the frame: 0 = no motion
-    gain = torch.full((flow.shape[1], 1, 1), t["s"])
-    if t["flip"]:
-        gain[0::2] *= -1  # u: the x component
+    gain = torch.tensor(_gain(t, flow.shape[1])).view(-1, 1, 1)  # u, the x component, negated on a flip
     return (moved * gain + 128).round().clamp(0, 255).to(torch.uint8)
 
 
@@ -83,8 +132,9 @@ class Augment:
     flow: bool = False
     mirror: tuple[int, ...] | None = None  # per class: its class when flipped (NO_FLIP: never flip)
 
-    def __call__(self, frames: Tensor, target: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """One sequence: (T, ...) frames and its target ((T, 136) landmarks or a class)."""
+    def transform(self, target: Tensor, generator: torch.Generator) -> tuple[dict, Tensor]:
+        """One sequence's transform, drawn, and its target under it ((T, 136) landmarks moved, or
+        a class mirrored)."""
         t = draw(generator)
         if t["flip"] and self.mirror is not None and not self.landmarks:
             flipped = self.mirror[int(target)]
@@ -92,6 +142,13 @@ class Augment:
                 t["flip"] = False
             else:
                 target = torch.as_tensor(flipped, dtype=target.dtype)
-        frames = warp_flow(frames, t) if self.flow else warp_frames(frames, t)
-        return frames, warp_landmarks(target, t) if self.landmarks else target
+        return t, warp_landmarks(target, t) if self.landmarks else target
 
+    def __call__(self, frames: Tensor, target: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """One sequence: (T, ...) frames and its target ((T, 136) landmarks or a class)."""
+        t, target = self.transform(target, generator)
+        return warp_flow(frames, t) if self.flow else warp_frames(frames, t), target
+
+    def warp_batch(self, frames: Tensor, transforms: Tensor) -> Tensor:
+        """A batch's frames (or flow), each sequence under its drawn transform (``as_rows``)."""
+        return warp_batch(frames, transforms, self.flow)

@@ -10,7 +10,8 @@ process reads it or how many there are: 0 and 4 workers give the same numbers.
 Real datasets (``LazyFrames``: a video is decoded when read) are read by
 ``workers`` processes of a torch ``DataLoader`` (ours): persistent across epochs,
 each keeping ``prefetch`` batches ready, batches in pinned memory when the trial
-trains on CUDA. Data already in memory (the generated mini datasets, cached features)
+trains on CUDA; for such a trial the augmentation's warp waits for the GPU
+(``warp_on_device``; the workers draw the transforms). Data already in memory (the generated mini datasets, cached features)
 are sliced here: a worker would only copy them.
 """
 
@@ -26,7 +27,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from . import LazyFrames, Split
-from .augment import Augment
+from .augment import Augment, as_rows
 
 
 # workers are forked where the platform can (Linux): a split's loaders are closures over the
@@ -40,10 +41,12 @@ def sequence_seed(epoch_seed: int, index: int) -> int:
 
 
 class _Batch(Dataset):
-    """batch key (video indices, epoch seed or None, augment?) -> (frames, targets)."""
+    """batch key (video indices, epoch seed or None, augment?) -> (frames, targets), or with
+    ``warp_later`` and augmentation (frames, targets, transforms): the frames as read, the
+    targets already transformed, each sequence's transform as a row (``augment.as_rows``)."""
 
-    def __init__(self, split: Split, augment: Augment | None):
-        self.split, self.augment = split, augment
+    def __init__(self, split: Split, augment: Augment | None, warp_later: bool = False):
+        self.split, self.augment, self.warp_later = split, augment, warp_later
 
     def __getitem__(self, key: tuple[list[int], int | None, bool]) -> tuple[Tensor, Tensor]:
         idx, seed, augment = key
@@ -51,8 +54,11 @@ class _Batch(Dataset):
         frames, targets = split.frames[idx], split.targets[idx]
         if not augment or self.augment is None:
             return frames, targets
-        pairs = [self.augment(f, t, torch.Generator().manual_seed(sequence_seed(seed, i)))
-                 for f, t, i in zip(frames, targets, idx)]
+        generators = [torch.Generator().manual_seed(sequence_seed(seed, i)) for i in idx]
+        if self.warp_later:
+            drawn = [self.augment.transform(t, g) for t, g in zip(targets, generators)]
+            return frames, torch.stack([t for _, t in drawn]), as_rows([d for d, _ in drawn])
+        pairs = [self.augment(f, t, g) for f, t, g in zip(frames, targets, generators)]
         return torch.stack([f for f, _ in pairs]), torch.stack([t for _, t in pairs])
 
 
@@ -80,9 +86,9 @@ class Batches:
     """One stream's batches of one split (see the module docstring)."""
 
     def __init__(self, split: Split, batch_size: int, workers: int = 0, pin_memory: bool = False,
-                 augment: Augment | None = None, prefetch: int = 2):
-        self.split, self.batch_size = split, batch_size
-        self.batch = _Batch(split, augment)
+                 augment: Augment | None = None, prefetch: int = 2, warp_on_device: bool = False):
+        self.split, self.batch_size, self.augment = split, batch_size, augment
+        self.batch = _Batch(split, augment, warp_on_device and augment is not None)
         self.keys = _Keys()
         self.loader = None
         if workers > 0 and isinstance(split.frames, LazyFrames):
@@ -102,7 +108,8 @@ class Batches:
               ) -> Iterator[tuple[Tensor, Tensor]]:
         """The batches of one pass over ``order`` (default: in order). ``seed``: the epoch's, from
         which a split drawn afresh every epoch draws its sequences and, with ``augment``, each
-        sequence its transform."""
+        sequence its transform. Yields (frames, targets), or with ``warp_on_device``
+        (frames, targets, transforms), for ``Placement.batch`` to warp after the copy."""
         idx = list(range(len(self.split))) if order is None else order.tolist()
         self.keys.keys = [(idx[i:i + self.batch_size], seed, augment) for i in range(0, len(idx), self.batch_size)]
         if self.loader is None:

@@ -14,10 +14,12 @@ precision
             on overflow): CUDA's mixed precision; on the CPU it runs but is slow.
 
 On CUDA, conv backbones run channels-last (NHWC, what cuDNN's tensor-core kernels
-want) with cuDNN autotuning. The linear PreRNN recurrence runs in fp32 under any
-autocast (``prernn.recurrent.PreRNNLinear``): its input GEMM and its time loop, the
-loop as the Python twin of the CPU's C++ loop (one ``addmm`` and a few fused
-elementwise kernels per step, ``prernn.recurrent.bptt``). Conv recurrences (ResNet's layer4)
+want) with cuDNN autotuning. Under autocast the linear PreRNN layer
+(``prernn.recurrent.PreRNNLinear``) runs its input GEMMs (fc6's: 25088 -> 4 x 4096 gates)
+in autocast's dtype on tensor cores and only its time loop in fp32, the loop as the
+Python twin of the CPU's C++ loop (one ``addmm`` and a few elementwise kernels per step,
+``prernn.recurrent.bptt``). With augmentation, the warp runs on the GPU after the copy
+(``prernn.data.augment``). Conv recurrences (ResNet's layer4)
 run their loop in autograd under autocast like the rest of the network.
 All of this is ours: the paper trained on GPUs and publishes none of it.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -121,10 +124,13 @@ class Placement:
             net = to_channels_last(net)
         return net
 
-    def batch(self, x: Tensor) -> Tensor:
-        """A batch of (B, T, C, H, W) frames or (B, T, C, L, H, W) clips, here; on CUDA laid out
-        so that each frame (clip) the stem sees after flattening B and T is channels-last."""
+    def batch(self, x: Tensor, warp: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """A batch of (B, T, C, H, W) frames or (B, T, C, L, H, W) clips, here, then ``warp``ed
+        (the augmentation, when it runs on the device); on CUDA laid out so that each frame
+        (clip) the stem sees after flattening B and T is channels-last."""
         x = x.to(self.device, non_blocking=True)
+        if warp is not None:
+            x = warp(x)
         if not self.cuda or x.dim() not in (5, 6):
             return x
         last = (0, 1, *range(3, x.dim()), 2)  # channels to the end, then back as a view

@@ -37,8 +37,9 @@ def train_epoch(net: nn.Module, opt: torch.optim.Optimizer, data: Batches, task:
     total = torch.zeros((), dtype=torch.float64, device=place.device)
     first_bad = torch.full((), -1, dtype=torch.int64, device=place.device)  # the first step whose loss was not finite
     seen = 0
-    for i, (frames, targets) in enumerate(data.epoch(order, epoch_seed, augment)):
-        x = to_input(place.batch(frames), task.channels)  # uint8 travels, the float copy is made there
+    for i, (frames, targets, *drawn) in enumerate(data.epoch(order, epoch_seed, augment)):
+        warp = (lambda x, t=drawn[0]: data.augment.warp_batch(x, t)) if drawn else None  # warped after the copy
+        x = to_input(place.batch(frames, warp), task.channels)  # uint8 travels, the float copy is made there
         targets = targets.to(place.device, non_blocking=True)
         with place.autocast():
             pred = net(x)
