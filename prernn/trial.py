@@ -30,7 +30,7 @@ from . import backbones, make_recurrent, make_traditional
 from .config import TrialConfig
 from .data import SOURCES
 from .data.augment import Augment
-from .data.loader import Batches
+from .data.loader import Batches, warm
 from .tasks import TASKS
 from .train.device import Placement
 from .train.features import Frozen, cached_features
@@ -209,6 +209,27 @@ def attach_data(cfg: TrialConfig, streams: list[Stream], place: Placement, log=p
         augment = Augment(task.landmarks, s.name == "temporal", train.mirror) if d.augment else None
         s.train = Batches(train, cfg.train.batch_size, workers, place.cuda, augment, warp_on_device=place.cuda)
         s.test = Batches(test, 4 * cfg.train.batch_size, workers, place.cuda)  # no gradients: bigger batches
+        if d.cache_dir:  # decoded once, up front, by all the trial's reading processes
+            for b in (s.train, s.test):
+                warm(b.split.frames, workers, log)
+
+
+# the share of an epoch the training loop may wait for its input before the trial says so
+INPUT_WAIT = 0.25
+
+
+def check_input_rate(s: "Stream", seconds: float, epoch: int, cfg: TrialConfig, log=print) -> None:
+    """Say so when reading videos held the training back: the loop waited for its batches more
+    than ``INPUT_WAIT`` of the epoch. Data in memory (the mini profiles) are never slow."""
+    if not s.train.reads_videos or seconds <= 0 or s.train.waited / seconds <= INPUT_WAIT:
+        return
+    shape = s.train.split.frames.shape
+    frames = len(s.train) * shape[1] * (shape[3] if len(shape) == 6 else 1)  # steps (x clip frames)
+    log(f"warning: the {s.name} stream waited for its input {s.train.waited / seconds:.0%} of epoch {epoch}: videos "
+        f"were read at {frames / seconds:.0f} frames/s, the model trains at "
+        f"{frames / max(seconds - s.train.waited, 1e-9):.0f} frames/s. Give the trial more CPUs (resources.cpus; "
+        f"data.workers is {data_workers(cfg)} now)" + ("" if cfg.data.cache_dir else
+                                                        " or keep decoded frames with data.cache_dir"))
 
 
 def evaluate(streams: list[Stream], changed: list[Stream], preds: dict, task, place: Placement) -> dict:
@@ -286,6 +307,7 @@ def run_trial(cfg: TrialConfig | dict, run_dir: str | Path, on_epoch: Callable[[
     else:
         log(f"training on {place.name}" + (f" ({place.gpu})" if place.gpu else "") + f", {place.precision}")
     fail_at = cfg.data.fail_at_epoch
+    first = len(history)  # the first epoch this process trains: its input rate is checked
     preds: dict[str, torch.Tensor] = {}
     for epoch in range(len(history), cfg.total_epochs):
         for s in streams:
@@ -301,8 +323,11 @@ def run_trial(cfg: TrialConfig | dict, run_dir: str | Path, on_epoch: Callable[[
         losses = []
         for s in active:
             torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # dropout etc.: same on resume
+            began = time.monotonic()
             losses.append(train_epoch(s.net, s.opt, s.train, task, _epoch_seed(cfg.seed, epoch), cfg.data.augment,
                                       place, s.scaler))
+            if epoch == first:
+                check_input_rate(s, time.monotonic() - began, epoch, cfg, log)
         due = (epoch + 1) % t.eval_every == 0 or epoch + 1 == cfg.total_epochs
         metrics = evaluate(streams, active, preds, task, place) if due else unmeasured(task)
         lr = streams[0].lr

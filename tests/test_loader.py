@@ -1,6 +1,9 @@
 """The input pipeline: worker processes change no number, the frame cache decodes each video once,
 augmentation handles clips, flow and direction-dependent classes."""
 
+import re
+import time
+
 import pytest
 import torch
 
@@ -198,3 +201,67 @@ def test_split_views_keep_the_mirror():
     s = Split(torch.zeros(4, 1, 1, 2, 2, dtype=torch.uint8), torch.arange(4), torch.zeros(4, 1, 2, 2, 2), (1, 0, 2, 3))
     assert s.subset(range(2)).mirror == s.stream("temporal").mirror == s.stream("spatial").mirror == (1, 0, 2, 3)
 
+
+
+# ------------------------------------------------------------------ feeding the model
+
+
+def test_the_frame_cache_is_filled_before_the_first_epoch(ucf, tmp_path):
+    from prernn.data.loader import warm
+
+    split = SOURCES["ucf101"]("test", videos=None, frames=2, size=32, seed=0, root=str(ucf), flow_stack=2)
+    cached = split.cached(tmp_path / "cache")
+    said = []
+    for frames in (cached.frames, cached.flow):
+        assert not any(frames.cache_file(i).is_file() for i in range(len(frames)))
+        assert warm(frames, 2, said.append) == len(frames)
+        assert all(frames.cache_file(i).is_file() for i in range(len(frames)))
+        assert torch.equal(frames[list(range(len(frames)))], split.stream("spatial").frames[:len(frames)]
+                           if frames is cached.frames else split.flow[:len(frames)])
+    assert len(list((tmp_path / "cache" / "frames").glob("*.npy"))) == 2 * len(split)
+    assert said[0].startswith(f"frame cache: decoding {len(split)} video(s)") and "2 process(es)" in said[0]
+    assert warm(cached.frames, 2, said.append) == 0 and len(said) == 4  # all there: nothing read, nothing said
+    assert warm(split.frames, 2, said.append) == 0  # no cache, nothing to fill
+
+
+def test_a_300vw_trial_decodes_each_video_into_the_cache_before_training(faces, tmp_path):
+    """Its training clips are drawn afresh every epoch, each from a whole decoded video: the
+    warm-up decodes every video once (one cache file per video, not per clip)."""
+    said = []
+    cfg = _face_cfg(faces, cache_dir=str(tmp_path / "cache"), workers=1)
+    cfg["train"]["epochs"] = 1
+    run_trial(cfg, tmp_path / "run", log=said.append)
+    decoding = [i for i, m in enumerate(said) if m.startswith("frame cache: decoding")]
+    training = next(i for i, m in enumerate(said) if m.startswith("training on"))
+    assert len(decoding) == 2 and all(i < training for i in decoding)  # the training video, then the test one
+    assert all("decoding 1 video(s)" in said[i] for i in decoding)
+    assert len(list((tmp_path / "cache" / "frames").glob("*.npy"))) == 2
+
+
+def test_a_trial_starved_by_its_input_says_so(ucf, tmp_path, monkeypatch):
+    from prernn.data import ucf101
+
+    slow = ucf101.load_flow
+    monkeypatch.setattr(ucf101, "load_flow", lambda *a: time.sleep(0.2) or slow(*a))
+    said = []
+    cfg = _action_cfg(ucf, workers=0)
+    cfg["train"]["epochs"] = 2
+    run_trial(cfg, tmp_path / "run", log=said.append)
+    warned = [m for m in said if m.startswith("warning:")]
+    assert len(warned) == 1  # the temporal stream's first epoch, once
+    assert re.search(r"the temporal stream waited for its input \d+% of epoch 0: videos were read at \d+ "
+                     r"frames/s, the model trains at \d+ frames/s\. .*data\.workers is 0 now\) or keep decoded "
+                     r"frames with data\.cache_dir", warned[0])
+
+
+def test_data_in_memory_never_warns_of_a_slow_input(tmp_path, monkeypatch):
+    said = []
+    cfg = {"task": "face", "seed": 0,
+           "data": {"source": "synthetic_face", "train_videos": 4, "test_videos": 2, "frames": 2, "size": 32,
+                    "augment": True},
+           "backbone": {"name": "mini_vgg", "pretrained": "none"},
+           "model": {"model": "traditional", "cell": "gru", "hidden_dim": 8},
+           "train": {"epochs": 1, "batch_size": 2, "lr": 0.01, "schedule": "constant"}}
+    monkeypatch.setattr("prernn.trial.INPUT_WAIT", -1.0)  # any wait at all would warn, if it were checked
+    run_trial(cfg, tmp_path, log=said.append)
+    assert not [m for m in said if m.startswith("warning:")]

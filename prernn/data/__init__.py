@@ -37,12 +37,15 @@ class LazyFrames:
 
     ``x[i]`` gives one item, ``x[idx]`` (slice, list or index tensor) a stacked batch -
     the subset of tensor indexing the training loop uses. ``key(i)`` names what item ``i``
-    is read from and how (``frame_cache.file_key``), for the decoded-frame cache.
+    is read from and how (``frame_cache.file_key``), for the decoded-frame cache;
+    ``cache_file(i)``, where that cache keeps what item ``i`` is decoded from (None: not cached),
+    so that the cache can be filled before training (``loader.warm``).
     """
 
     def __init__(self, n: int, item_shape: tuple[int, ...], load: Callable[[int], np.ndarray],
-                 key: Callable[[int], str] | None = None):
+                 key: Callable[[int], str] | None = None, cache_file: Callable[[int], Path] | None = None):
         self.n, self.item_shape, self.load, self.key = n, tuple(item_shape), load, key
+        self.cache_file = cache_file
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -60,15 +63,17 @@ class LazyFrames:
     def subset(self, indices: range) -> "LazyFrames":
         """The items at ``indices``, still loaded only when read."""
         key = None if self.key is None else (lambda i: self.key(indices[i]))
-        return LazyFrames(len(indices), self.item_shape, lambda i: self.load(indices[i]), key)
+        file = None if self.cache_file is None else (lambda i: self.cache_file(indices[i]))
+        return LazyFrames(len(indices), self.item_shape, lambda i: self.load(indices[i]), key, file)
 
     def cached(self, cache_dir: str | Path) -> "LazyFrames":
         """The same items, each decoded at most once per ``cache_dir`` (``frame_cache``)."""
-        from .frame_cache import cached_load
+        from .frame_cache import cache_file, cached_load
 
         if self.key is None:
             return self
-        return LazyFrames(self.n, self.item_shape, cached_load(self.load, self.key, cache_dir), self.key)
+        return LazyFrames(self.n, self.item_shape, cached_load(self.load, self.key, cache_dir), self.key,
+                          lambda i: cache_file(cache_dir, self.key(i)))
 
     def __getitem__(self, idx) -> Tensor:
         if isinstance(idx, int):

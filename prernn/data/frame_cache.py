@@ -30,14 +30,19 @@ def file_key(*paths: Path | str, **how) -> str:
     return json.dumps({"files": files, "how": how}, sort_keys=True)
 
 
+def cache_file(cache_dir: Path | str, key: str) -> Path:
+    """Where the item read as ``key`` (``file_key``) is kept under ``cache_dir``."""
+    return Path(cache_dir).expanduser() / "frames" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npy"
+
+
 def cached_load(load: Callable[[int], np.ndarray], keys: Callable[[int], str], cache_dir: Path | str,
                 mmap: bool = False) -> Callable[[int], np.ndarray]:
     """``load`` through the cache: item ``i`` is decoded at most once per ``cache_dir``
     (``mmap``: read from the file as sliced, for a whole video of which a clip is wanted)."""
-    folder = Path(cache_dir).expanduser() / "frames"
 
     def read(i: int) -> np.ndarray:
-        path = folder / f"{hashlib.sha256(keys(i).encode()).hexdigest()[:24]}.npy"
+        path = cache_file(cache_dir, keys(i))
+        folder = path.parent
         if not path.is_file():
             folder.mkdir(parents=True, exist_ok=True)
             with open(path.with_suffix(".lock"), "w") as lock:

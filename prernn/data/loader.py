@@ -20,7 +20,8 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import sys
-from typing import Iterator
+import time
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -68,6 +69,44 @@ def _drawn(split: Split, seed: int) -> Split:
     return split.redraw(seed)
 
 
+class _Read(Dataset):
+    """item -> 0, having read it (through the frame cache, which keeps it)."""
+
+    def __init__(self, frames: LazyFrames):
+        self.frames = frames
+
+    def __getitem__(self, i: int) -> int:
+        self.frames.load(i)
+        return 0
+
+
+def warm(frames: Tensor | LazyFrames, workers: int, log: Callable[[str], None] = print, every: float = 30.0) -> int:
+    """Fill the frame cache (``data.cache_dir``) with what ``frames`` are read from, by ``workers``
+    processes, before the first epoch, so that no epoch waits for a first decoding (ours). One
+    item per cache file is read (a 300VW video's clips share one); returns how many files were
+    made. Progress is logged every ``every`` seconds."""
+    if not isinstance(frames, LazyFrames) or frames.cache_file is None:
+        return 0
+    missing: dict = {}  # cache file -> one item read from it
+    for i in range(len(frames)):
+        missing.setdefault(frames.cache_file(i), i)
+    missing = {f: i for f, i in missing.items() if not f.is_file()}
+    if not missing:
+        return 0
+    folder = next(iter(missing)).parent
+    log(f"frame cache: decoding {len(missing)} video(s) into {folder} with {max(workers, 1)} process(es) "
+        "before the first epoch")
+    start = last = time.monotonic()
+    loader = DataLoader(_Read(frames), batch_size=None, sampler=list(missing.values()), num_workers=workers,
+                        multiprocessing_context=_CONTEXT if workers else None)
+    for done, _ in enumerate(loader, 1):
+        if time.monotonic() - last >= every:
+            last = time.monotonic()
+            log(f"frame cache: {done} of {len(missing)} decoded ({done / (last - start):.1f}/s)")
+    log(f"frame cache: {len(missing)} decoded in {time.monotonic() - start:.1f} s")
+    return len(missing)
+
+
 class _Keys(Sampler):
     """The current epoch's batch keys: the sampler is iterated in the trial's process, so a
     persistent loader reads each epoch's order from here."""
@@ -90,6 +129,7 @@ class Batches:
         self.split, self.batch_size, self.augment = split, batch_size, augment
         self.batch = _Batch(split, augment, warp_on_device and augment is not None)
         self.keys = _Keys()
+        self.waited = 0.0  # seconds the last epoch's consumer waited for its batches
         self.loader = None
         if workers > 0 and isinstance(split.frames, LazyFrames):
             self.loader = DataLoader(self.batch, batch_size=None, sampler=self.keys, num_workers=workers,
@@ -112,6 +152,23 @@ class Batches:
         (frames, targets, transforms), for ``Placement.batch`` to warp after the copy."""
         idx = list(range(len(self.split))) if order is None else order.tolist()
         self.keys.keys = [(idx[i:i + self.batch_size], seed, augment) for i in range(0, len(idx), self.batch_size)]
-        if self.loader is None:
-            return (self.batch[k] for k in self.keys.keys)
-        return iter(self.loader)
+        batches = (self.batch[k] for k in self.keys.keys) if self.loader is None else iter(self.loader)
+        return self._timed(batches)
+
+    def _timed(self, batches: Iterator) -> Iterator:
+        """``batches``, adding the time spent waiting for each to ``waited`` (from zero)."""
+        self.waited = 0.0
+        while True:
+            start = time.perf_counter()
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            finally:
+                self.waited += time.perf_counter() - start
+            yield batch
+
+    @property
+    def reads_videos(self) -> bool:
+        """Whether its batches are decoded from video files (else sliced from memory)."""
+        return isinstance(self.split.frames, LazyFrames)

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from . import SOURCES, LazyFrames, Split, sample_indices
-from .frame_cache import cached_load, file_key
+from .frame_cache import cache_file, cached_load, file_key
 from .video import DataFormatError, decode_video, nearest, to_rgb
 
 CATEGORIES = {
@@ -211,7 +211,8 @@ def train_split(videos: list[Video], frames: int, size: int, seed: int, cache_di
         starts = [starts_of[v][rng.integers(len(starts_of[v]))] for v, _ in slots]
         load = lambda i: read_crops(videos[slots[i][0]], size, cache_dir)[starts[i]:starts[i] + frames]  # noqa: E731
         targets = torch.stack([videos[v].targets[s:s + frames] for (v, _), s in zip(slots, starts)])
-        return Split(LazyFrames(len(slots), (frames, 3, size, size), load), targets, redraw=draw)
+        return Split(LazyFrames(len(slots), (frames, 3, size, size), load, cache_file=_file_of(
+            lambda i: videos[slots[i][0]], size, cache_dir)), targets, redraw=draw)
 
     return draw(seed)
 
@@ -228,8 +229,16 @@ def test_split(videos: list[Video], frames: int, size: int, cache_dir: str | Non
             counted = min(s + frames, f)
     load = lambda i: read_crops(videos[items[i][0]], size, cache_dir)[items[i][1]]  # noqa: E731
     targets = torch.stack([videos[v].targets[take] for v, take in items])
-    return Split(LazyFrames(len(items), (frames, 3, size, size), load), targets,
+    file = _file_of(lambda i: videos[items[i][0]], size, cache_dir)
+    return Split(LazyFrames(len(items), (frames, 3, size, size), load, cache_file=file), targets,
                  mask=torch.tensor(masks), groups=torch.tensor([videos[v].category for v, _ in items]))
+
+
+def _file_of(video_of, size: int, cache_dir: str | None):
+    """item -> the cache file of its whole video's crops (None without a cache)."""
+    if cache_dir is None:
+        return None
+    return lambda i: cache_file(cache_dir, video_of(i).key(size))
 
 
 def read_crops(video: Video, size: int, cache_dir: str | None) -> np.ndarray:
