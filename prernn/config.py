@@ -128,6 +128,9 @@ class TrainConfig(Section):
                          "10-bit mantissa); false: IEEE fp32, several times slower")
     deterministic: bool = setting(False, before=False, doc="CUDA: deterministic cuDNN algorithms, no autotuning: "
                                   "the same numbers on every run on one GPU model (slower)")
+    compile: bool = setting(True, identifying=False, doc="CUDA: the linear PreRNN time loop through torch.compile "
+                            "(fused gate kernels; falls back to the plain loop where it cannot compile). Not "
+                            "part of a trial's identity: it changes how the loop runs, not what it computes")
 
 
 PRERNN_ONLY = ("variant", "layers", "input_init", "recurrent_init", "extra_layers", "activation", "shared_gate",

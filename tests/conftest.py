@@ -146,8 +146,10 @@ def cuda_branch(monkeypatch):
 
     monkeypatch.setattr(Placement, "cuda", property(lambda self: True))
     monkeypatch.setattr(Placement, "gpu", property(lambda self: None))
+    from prernn.recurrent import loops
+
     switches = [(torch.backends.cuda.matmul, "fp32_precision"), (torch.backends.cudnn.conv, "fp32_precision"),
-                (torch.backends.cudnn, "benchmark"), (torch.backends.cudnn, "deterministic")]
+                (torch.backends.cudnn, "benchmark"), (torch.backends.cudnn, "deterministic"), (loops, "compile_on")]
     before = [getattr(obj, name) for obj, name in switches]
     yield
     for (obj, name), value in zip(switches, before):

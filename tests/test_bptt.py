@@ -3,12 +3,13 @@ Python loop used without them) against the reference autograd loop: the same
 outputs and the same gradients for every cell, variant and activation."""
 
 import os
+import warnings
 
 import pytest
 import torch
 from torch import nn
 
-from prernn.recurrent import ACTIVATIONS, CELLS, PreRNNLinear, cell_variants, kernels
+from prernn.recurrent import ACTIVATIONS, CELLS, PreRNNLinear, cell_variants, kernels, loops
 
 COMBOS = cell_variants()
 
@@ -226,3 +227,62 @@ def test_under_autocast_the_input_gemms_run_low_and_the_time_loop_in_fp32(monkey
     torch.testing.assert_close(y, y32, rtol=0.05, atol=0.05)
     for g, g_ref in zip(grads, g32, strict=True):
         torch.testing.assert_close(g, g_ref, rtol=0.05, atol=0.05)
+
+
+# ------------------------------------------------------------------ the compiled loop (CUDA's), on the CPU
+
+@pytest.fixture
+def python_loop_compiled_on_cpu(monkeypatch):
+    """The Python loop (not the C++ one), run through torch.compile on CPU tensors as on CUDA's."""
+    monkeypatch.setattr(kernels, "_module", None)
+    monkeypatch.setattr(kernels, "_tried", True)
+    monkeypatch.setattr(loops, "compile_on", {"cpu"})
+    monkeypatch.setattr(loops, "_compiled", {})
+
+
+@pytest.mark.parametrize("cell", ["vrnn", "lstm", "gru"])
+def test_the_compiled_time_loop_gives_the_loops_numbers(python_loop_compiled_on_cpu, cell):
+    torch.manual_seed(5)
+    layer = PreRNNLinear(nn.Linear(6, 8), cell, "gate", recurrent_init="orthogonal", activation="tanh")
+    x = torch.randn(3, 5, 6, requires_grad=True)
+    state = tuple(torch.randn(3, 8, requires_grad=True) for _ in range(CELLS[cell].states))
+    grad = torch.randn(3, 5, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a fallback would warn: it must not happen here
+        fast = outputs_and_grads(layer, x, state, grad)
+    ran = loops._compiled
+    assert set(ran) == {CELLS[cell].forward, CELLS[cell].backward}  # both ran compiled ...
+    assert all(c.failed is None for c in ran.values())  # ... and compiled
+    layer.fast = False
+    for a, b in zip(fast, outputs_and_grads(layer, x, state, grad), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_loop_that_cannot_compile_runs_as_written_with_one_warning(python_loop_compiled_on_cpu, monkeypatch):
+    def no_backend(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError("no triton here")
+        return run
+
+    monkeypatch.setattr(torch, "compile", no_backend)
+    torch.manual_seed(6)
+    layer = PreRNNLinear(nn.Linear(4, 3), "lstm", recurrent_init="orthogonal")
+    x = torch.randn(2, 4, 4, requires_grad=True)
+    with pytest.warns(UserWarning, match=r"lstm_forward cannot be compiled here \(RuntimeError: no triton here\)"):
+        y = layer(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert torch.equal(layer(x), y)  # once broken, the plain loop without another word
+    layer.fast = False
+    torch.testing.assert_close(y, layer(x))
+
+
+def test_running_out_of_memory_is_not_taken_for_a_compile_failure(python_loop_compiled_on_cpu, monkeypatch):
+    def out_of_memory(fn, **kwargs):
+        def run(*args):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return run
+
+    monkeypatch.setattr(torch, "compile", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        PreRNNLinear(nn.Linear(4, 3), "gru")(torch.randn(2, 4, 4))

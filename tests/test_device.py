@@ -207,10 +207,11 @@ def test_tf32_and_determinism_are_set_on_the_cuda_branch_and_never_on_the_cpu(mo
     trial's train.tf32 / train.deterministic; on the CPU it leaves them as they are."""
     from torch import nn
 
+    from prernn.recurrent import loops
     from prernn.train.device import Placement
 
     switches = [(torch.backends.cuda.matmul, "fp32_precision"), (torch.backends.cudnn.conv, "fp32_precision"),
-                (torch.backends.cudnn, "benchmark"), (torch.backends.cudnn, "deterministic")]
+                (torch.backends.cudnn, "benchmark"), (torch.backends.cudnn, "deterministic"), (loops, "compile_on")]
     before = [getattr(obj, name) for obj, name in switches]
     try:
         place = Placement(torch.device("cpu"), "fp32", tf32, deterministic)
@@ -222,6 +223,10 @@ def test_tf32_and_determinism_are_set_on_the_cuda_branch_and_never_on_the_cpu(mo
         assert torch.backends.cuda.matmul.fp32_precision == torch.backends.cudnn.conv.fp32_precision == expected
         assert torch.backends.cudnn.benchmark is not deterministic
         assert torch.backends.cudnn.deterministic is deterministic
+        assert loops.compile_on == {"cuda"}
+        place = Placement(torch.device("cpu"), "fp32", tf32, deterministic, compile=False)
+        place.prepare(nn.Linear(2, 2))
+        assert loops.compile_on == set()  # train.compile: false
     finally:  # process-wide switches: leave them as found
         for (obj, name), value in zip(switches, before):
             setattr(obj, name, value)
@@ -267,3 +272,33 @@ def test_sgd_is_fused_on_the_gpu_and_unchanged_on_the_cpu(monkeypatch):
     assert opt.defaults["fused"] is True
     net(torch.ones(1, 3)).sum().backward()
     opt.step()  # it steps
+
+
+@CUDA
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_on_the_gpu_the_compiled_loop_and_the_gate_gemms_give_the_cpus_numbers(cell, monkeypatch):
+    """The CUDA path of a linear PreRNN layer (one GEMM per gate weight, the loop through
+    torch.compile) against the CPU's (joined GEMM, C++ loop), in IEEE fp32 and under bf16."""
+    from torch import nn
+
+    from prernn.recurrent import PreRNNLinear, loops
+
+    monkeypatch.setattr(loops, "compile_on", {"cuda"})
+    monkeypatch.setattr(torch.backends.cuda.matmul, "fp32_precision", "ieee")
+    torch.manual_seed(0)
+    layer = PreRNNLinear(nn.Linear(64, 32), cell, recurrent_init="orthogonal", activation="tanh")
+    x = torch.randn(4, 6, 64)
+    cpu = layer(x)
+    cpu.sum().backward()
+    cpu_grads = [p.grad.clone() for p in layer.parameters()]
+    layer.zero_grad()
+    gpu = layer.cuda()(x.cuda())
+    gpu.sum().backward()
+    assert all(c.failed is None for c in loops._compiled.values()) and loops._compiled
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-5)
+    for p, g in zip(layer.parameters(), cpu_grads, strict=True):
+        torch.testing.assert_close(p.grad.cpu(), g, rtol=1e-3, atol=1e-4)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        low = layer(x.cuda())
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low.cpu(), cpu, rtol=0.05, atol=0.05)

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from . import kernels
+from . import kernels, loops
 from .tables import ACTIVATIONS, CELLS
 
 def _in_gate_order(shared: Tensor, copies: Tensor, index: int) -> Tensor:
@@ -97,7 +97,7 @@ class LinearRecurrence(torch.autograd.Function):
         if ctx.kernels is not None:
             hs, *saved = ctx.kernels.forward(c.kernel_id, xs, weight_hh, hidden_bias, h0, c0, act.kernel_id)
         else:
-            hs, saved = c.forward(xs, weight_hh, hidden_bias, h0, c0, act.fn)
+            hs, saved = loops.functions(c, xs.device)[0](xs, weight_hh, hidden_bias, h0, c0, act.fn)
         ctx.cell, ctx.activation, ctx.shared = cell, activation, shared
         ctx.saved = saved
         ctx.save_for_backward(xt, weight, copy_weight, weights, weight_hh, hs)
@@ -113,7 +113,7 @@ class LinearRecurrence(torch.autograd.Function):
         if ctx.kernels is not None:
             dxs, dhg, dh0, *dc0 = ctx.kernels.backward(c.kernel_id, dhs, weight_hh, hs, ctx.saved, act.kernel_id)
         else:
-            dxs, dhg, dh0, *dc0 = c.backward(dhs, weight_hh, hs, ctx.saved, act.grad)
+            dxs, dhg, dh0, *dc0 = loops.functions(c, dhs.device)[1](dhs, weight_hh, hs, ctx.saved, act.grad)
         ctx.saved = None
         T, B, G, H = dxs.shape
         N = T * B

@@ -1,6 +1,15 @@
 """The fast time loop of each cell in Python, with hand-written BPTT: the twin of the C++
 loop (``csrc/recurrence.cpp``), used on GPUs and where the extension cannot be built.
 
+On a GPU it runs through ``torch.compile`` (``compiled``; ``Placement.prepare`` turns it on
+with ``train.compile``): the T steps, whose shapes are static, become one graph whose
+elementwise gate math is fused into a kernel or two per step, where eager mode launches a
+dozen (launches are most of a step at the mini profile's sizes). Inductor's default mode,
+not CUDA graphs: a graph replay reuses its output buffers, and fc6 and fc7 (same shapes,
+same graph) keep their outputs for the backward pass. Anything that cannot be compiled
+falls back to these functions as written, with one warning; they are what the compiled
+graph is tested against (ours, as is the whole loop).
+
 Each cell: forward(xs, W, bias, h0, c0, act) -> (hs (T+1, B, H) with h0 first, saved) and
 backward(dhs (T, B, H), W, hs, saved, act_grad) -> (dxs (T, B, G, H), dhg (T, B, G*H), dh0[, dc0
 for LSTM]). xs is time-major (T, B, G, H); dhg is the gradient of the hidden term U h_{t-1} + bias.
@@ -10,9 +19,14 @@ for LSTM]). xs is time-major (T, B, G, H); dhg is the gradient of the hidden ter
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 aten = torch.ops.aten
+
+# devices whose loop runs compiled (``Placement.prepare``: {"cuda"} with train.compile, else none)
+compile_on: set[str] = set()
 
 def vrnn_forward(xs, W, bias, h0, c0, act):
     T, B, _, H = xs.shape
@@ -58,15 +72,12 @@ def lstm_backward(dhs, W, hs, saved, act_grad):
     cs, gates, ks = saved
     T, B, G, H = gates.shape
     da = dhs.new_empty(T, B, G, H)
-    dgates = dhs.new_empty(B, G, H)
     dh, dc = dhs.new_zeros(B, H), dhs.new_zeros(B, H)
     for t in reversed(range(T)):
         i, f, g, o = gates[t].unbind(1)
         dh = dhs[t] + dh
         dc = dc + act_grad(dh * o, ks[t])
-        torch.mul(dc, g, out=dgates[:, 0])
-        torch.mul(dc, cs[t], out=dgates[:, 1])
-        torch.mul(dh, ks[t], out=dgates[:, 3])
+        dgates = torch.stack([dc * g, dc * cs[t], dc, dh * ks[t]], 1)  # the candidate's (dc) is replaced below
         aten.sigmoid_backward.grad_input(dgates, gates[t], grad_input=da[t])
         da[t, :, 2] = act_grad(dc * i, g)
         dc = dc * f
@@ -96,17 +107,61 @@ def gru_backward(dhs, W, hs, saved, act_grad):
     T, B, _, H = rz.shape
     dx = dhs.new_empty(T, B, 3, H)
     dhg = dhs.new_empty(T, B, 3, H)
-    drz = dhs.new_empty(B, 2, H)
     dh = dhs.new_zeros(B, H)
     for t in reversed(range(T)):
         r, z = rz[t].unbind(1)
         dh = dhs[t] + dh
         dn = act_grad(dh - dh * z, ns[t])
         dx[t, :, 2] = dn
-        torch.mul(dn, hn[t], out=drz[:, 0])
-        torch.mul(dh, hs[t] - ns[t], out=drz[:, 1])
-        aten.sigmoid_backward.grad_input(drz, rz[t], grad_input=dhg[t, :, :2])
-        dx[t, :, :2] = dhg[t, :, :2]
-        torch.mul(dn, r, out=dhg[t, :, 2])
+        drz = aten.sigmoid_backward(torch.stack([dn * hn[t], dh * (hs[t] - ns[t])], 1), rz[t])
+        dhg[t, :, :2] = drz
+        dx[t, :, :2] = drz
+        dhg[t, :, 2] = dn * r
         dh = torch.addmm(dh * z, dhg[t].view(B, 3 * H), W)
     return dx, dhg.view(T, B, 3 * H), dh
+
+
+class Compiled:
+    """``fn`` through ``torch.compile`` (one graph, static shapes: a new batch size compiles
+    again), or ``fn`` itself from the first call that cannot be compiled on (warned once).
+    The loops write only into buffers they allocate, so a failed call runs again as written."""
+
+    def __init__(self, fn):
+        self.fn, self.failed = fn, None
+        self.compiled = torch.compile(fn, dynamic=False, fullgraph=True)
+
+    def __call__(self, *args):
+        if self.failed is None:
+            try:  # detached: the loops differentiate by hand, and dynamo would read an input's .grad
+                return self.compiled(*(_detached(a) for a in args))
+            except torch.OutOfMemoryError:
+                raise
+            except Exception as e:  # no compiler, no triton, an op inductor cannot lower, ...
+                self.failed = e
+                warnings.warn(f"prernn: the time loop {self.fn.__name__} cannot be compiled here "
+                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); running it "
+                              "uncompiled (same results)", stacklevel=2)
+        return self.fn(*args)
+
+
+def _detached(a):
+    if isinstance(a, torch.Tensor):
+        return a.detach()
+    return tuple(_detached(x) for x in a) if isinstance(a, tuple) else a
+
+
+_compiled: dict = {}
+
+
+def compiled(fn):
+    """The one ``Compiled`` of a loop function (its graphs are shared by every layer and call)."""
+    if fn not in _compiled:
+        _compiled[fn] = Compiled(fn)
+    return _compiled[fn]
+
+
+def functions(cell, device: torch.device):
+    """A cell's (forward, backward) loop for tensors on ``device``: compiled where ``compile_on`` says."""
+    if device.type in compile_on:
+        return compiled(cell.forward), compiled(cell.backward)
+    return cell.forward, cell.backward

@@ -33,6 +33,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from ..recurrent import loops
+
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -73,17 +75,19 @@ class Placement:
     precision: str = "fp32"
     tf32: bool = True  # CUDA: fp32 matmuls and convolutions on tensor cores
     deterministic: bool = False  # CUDA: deterministic cuDNN, no autotuning
+    compile: bool = True  # CUDA: the linear PreRNN time loop through torch.compile
 
     @classmethod
-    def of(cls, device: str, precision: str, tf32: bool = True, deterministic: bool = False) -> "Placement":
+    def of(cls, device: str, precision: str, tf32: bool = True, deterministic: bool = False,
+           compile: bool = True) -> "Placement":
         if precision not in DTYPES:
             raise ValueError(f"unknown precision {precision!r}; known: {', '.join(DTYPES)}")
-        return cls(resolve_device(device), precision, tf32, deterministic)
+        return cls(resolve_device(device), precision, tf32, deterministic, compile)
 
     @classmethod
     def of_train(cls, train) -> "Placement":
-        """A trial's placement from its ``train`` section (device, precision, tf32, deterministic)."""
-        return cls.of(train.device, train.precision, train.tf32, train.deterministic)
+        """A trial's placement from its ``train`` section (device, precision, tf32, deterministic, compile)."""
+        return cls.of(train.device, train.precision, train.tf32, train.deterministic, train.compile)
 
     @property
     def cuda(self) -> bool:
@@ -110,8 +114,9 @@ class Placement:
 
     def prepare(self, net: nn.Module) -> nn.Module:
         """Move a network here; on CUDA also: TF32 (or IEEE fp32) for fp32 matmuls and
-        convolutions, cuDNN autotuning unless deterministic, conv weights channels-last. These
-        switches are process-wide: a process trains one trial at a time."""
+        convolutions, cuDNN autotuning unless deterministic, the compiled PreRNN time loop
+        unless not ``compile``, conv weights channels-last. These switches are process-wide: a
+        process trains one trial at a time."""
         net = net.to(self.device)
         if not self.cuda:
             return net
@@ -120,6 +125,7 @@ class Placement:
         torch.backends.cudnn.conv.fp32_precision = precision
         torch.backends.cudnn.benchmark = not self.deterministic
         torch.backends.cudnn.deterministic = self.deterministic
+        loops.compile_on = {"cuda"} if self.compile else set()
         if any(isinstance(m, (nn.Conv2d, nn.Conv3d)) for m in net.modules()):
             net = to_channels_last(net)
         return net
