@@ -8,9 +8,16 @@ Needs only torch, torchvision and this repository's ``prernn`` package (a GPU no
 have no package index and none of the project's other dependencies); run it from the
 repository root. For each network and precision it prints frames per second (video
 frames through the whole model, both streams for the two-stream one), the time of one
-training step (forward, backward, SGD update), peak GPU memory, and the share of the
-step spent in the PreRNN recurrence (its layers' forward and backward timed on their
-own, on the inputs they saw in the step). The networks are the paper profiles':
+training step (forward, backward, SGD update), its FLOPs (matmuls and convolutions,
+counted by torch's FlopCounterMode) as TFLOP/s and as a share of the GPU's dense
+tensor-core peak (``PEAKS``), peak GPU memory, and the step split into its parts, each
+timed on its own on the inputs it saw in the step (forward and backward): the stem (the
+convolutions), the PreRNN layers' input GEMMs (or convs), their time loop (the layers
+whole, less their input GEMMs), and the optimizer's update; what is left is the head,
+the loss and the launches between. Then the input pipeline: UCF101 in its on-disk
+format (JPEG frames and TV-L1 flow, fabricated: noise, which decodes slower than video
+frames) read and augmented by as many worker processes as a trial on this machine gets,
+as frames per second beside the model's. The networks are the paper profiles':
 
   vgg16     PreLSTM fc6/7 on 16 frames of 224 x 224 (300VW, Table 1-2), 136 outputs
   c3d       PreGRU fc6/7 on 5 steps of 16-frame 112 x 112 clips (nvGesture), 25 classes
@@ -19,8 +26,8 @@ own, on the inputs they saw in the step). The networks are the paper profiles':
 
 batch 8, as in the paper's recipes. Each row is printed, and written to ``--json``, as
 soon as it is measured; a network that raises becomes a row with its error and the others
-still run (memory released between them). Without CUDA it says so, checks that every
-network builds (on the meta device) and exits 0.
+still run (memory released between them). Without CUDA it says so, builds every network
+on the meta device, counts the FLOPs of its training step there, and exits 0.
 """
 
 from __future__ import annotations
@@ -38,7 +45,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from prernn.config import BackboneConfig, DataConfig, ModelConfig, TrainConfig, TrialConfig  # noqa: E402
 from prernn.data import to_input  # noqa: E402
@@ -98,6 +107,28 @@ def mean_ms(fn, repeats: int, place: Placement) -> float:
     return start.elapsed_time(end) / repeats
 
 
+# dense tensor-core peaks in TFLOP/s (NVIDIA's datasheets; "tf32": fp32 matmuls with TF32 on,
+# "fp32": IEEE fp32 on the CUDA cores), by a name the device's name contains, first match first
+PEAKS = [("H200", {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 66.9}),
+         ("H100 PCIe", {"bf16": 756.0, "fp16": 756.0, "tf32": 378.0, "fp32": 51.2}),
+         ("H100", {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 66.9}),
+         ("A100", {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5})]
+
+
+def peak_tflops(gpu: str | None, precision: str) -> float | None:
+    """The device's dense peak for a trial's precision (fp32 counts as TF32 where it is on)."""
+    if gpu is None:
+        return None
+    if precision == "fp32" and torch.backends.cuda.matmul.fp32_precision == "tf32":
+        precision = "tf32"
+    return next((peaks[precision] for key, peaks in PEAKS if key in gpu), None)
+
+
+def _recorder(store: dict):
+    """A forward pre-hook keeping what a module reads (detached), to time the module alone on it."""
+    return lambda mod, args: store.__setitem__(mod, args[0].detach())
+
+
 def measure(name: str, precision: str, steps: int, warmup: int, size: int, device: str = "cuda",
             networks: dict = NETWORKS) -> dict:
     cfg = config(name, precision, device, networks)
@@ -108,16 +139,16 @@ def measure(name: str, precision: str, steps: int, warmup: int, size: int, devic
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     streams = []
+    inputs: dict = {}  # module -> what it read in the last step: each part is timed alone on it
     for stream in cfg.streams:
         net = place.prepare(build_network(cfg, stream=stream)).train()
-        inputs: dict = {}
-        for layer in net.recurrent.values():  # what each recurrent layer reads, for timing it alone
-            layer.register_forward_pre_hook(lambda mod, args, inputs=inputs: inputs.__setitem__(mod, args[0].detach()))
-        streams.append((net, make_optimizer(net, cfg.lr(stream)), batch(cfg, net, stream, size, place), inputs))
+        for module in (net.backbone.stem, *net.recurrent.values()):
+            module.register_forward_pre_hook(_recorder(inputs))
+        streams.append((net, make_optimizer(net, cfg.lr(stream)), batch(cfg, net, stream, size, place)))
     scaler = place.scaler()
 
     def step():
-        for net, opt, (x, y), _ in streams:
+        for net, opt, (x, y) in streams:
             with place.autocast():
                 pred = net(to_input(x, task.channels))
             loss = task.loss(pred.float(), y)
@@ -126,27 +157,124 @@ def measure(name: str, precision: str, steps: int, warmup: int, size: int, devic
             scaler.step(opt)
             scaler.update()
 
-    for _ in range(warmup):
+    for _ in range(max(warmup, 1)):  # one at least: the parts are timed on what it read
         step()
     step_ms = mean_ms(step, steps, place)
+    with FlopCounterMode(display=False) as flops:
+        step()
+    stems = [net.backbone.stem for net, *_ in streams]
+    layers = [layer for net, *_ in streams for layer in net.recurrent.values()]
 
-    def recurrence():
-        for _, _, _, inputs in streams:
-            for layer, h in inputs.items():
-                h = h.requires_grad_()
+    def alone(modules, call=lambda m, x: m(x)):
+        """Forward and backward of each module on what it read in the step."""
+        def run():
+            for m in modules:
+                x = inputs[m].requires_grad_(inputs[m].is_floating_point())
                 with place.autocast():
-                    out = layer(h)
+                    out = call(m, x)
                 out.float().sum().backward()
+        run()
+        return mean_ms(run, steps, place)
 
-    recurrence()
-    recurrence_ms = mean_ms(recurrence, steps, place)
+    stem_ms = alone(stems)
+    recurrence_ms = alone(layers)
+    input_ms = alone(layers, lambda m, x: m._input_term(x.flatten(0, 1)))  # all gates' input terms, all steps
+    optimizer_ms = mean_ms(lambda: [opt.step() for _, opt, _ in streams], steps, place)
     frames = size * cfg.data.frames * (cfg.data.clip_frames if cfg.task == "gesture" else 1)
     peak = torch.cuda.max_memory_allocated() / 2**30 if place.cuda else None
+    tflops = flops.get_total_flops() / (step_ms / 1e3) / 1e12
+    best = peak_tflops(place.gpu, precision)
+    ms = lambda v: round(v, 2)  # noqa: E731
     return {"network": name, "precision": precision, "batch": size, "steps_per_video": cfg.data.frames,
-            "step_ms": round(step_ms, 2), "frames_per_s": round(frames / step_ms * 1e3, 1),
+            "step_ms": ms(step_ms), "frames_per_s": round(frames / step_ms * 1e3, 1),
+            "flop_per_step": flops.get_total_flops(), "tflops": round(tflops, 3),
+            "peak_tflops": best, "of_peak": None if best is None else round(tflops / best, 3),
             "peak_gb": None if peak is None else round(peak, 2),
-            "recurrence_ms": round(recurrence_ms, 2), "recurrence_share": round(recurrence_ms / step_ms, 3),
+            "stem_ms": ms(stem_ms), "input_gemms_ms": ms(input_ms), "loop_ms": ms(recurrence_ms - input_ms),
+            "optimizer_ms": ms(optimizer_ms), "other_ms": ms(step_ms - stem_ms - recurrence_ms - optimizer_ms),
+            "recurrence_ms": ms(recurrence_ms), "recurrence_share": round(recurrence_ms / step_ms, 3),
             "parameters": sum(p.numel() for net, *_ in streams for p in net.parameters())}
+
+
+def meta_step(cfg: TrialConfig, size: int) -> tuple[int, int]:
+    """(parameters, FLOPs of one forward and backward of a batch of ``size``) of every stream,
+    on the meta device: no memory, no time, the same count a GPU step makes."""
+    parameters = flop = 0
+    with torch.device("meta"):
+        for stream in cfg.streams:
+            net = build_network(cfg, stream=stream)
+            shape = (*net.backbone.frame_shape[:-2], cfg.data.size, cfg.data.size)
+            with FlopCounterMode(display=False) as counted:
+                net(torch.zeros(size, cfg.data.frames, *shape)).float().sum().backward()
+            parameters += sum(p.numel() for p in net.parameters())
+            flop += counted.get_total_flops()
+    return parameters, flop
+
+
+def fabricate_ucf101(root: Path, videos: int, frames: int, size: tuple[int, int] = (256, 340),
+                     distinct: int = 8) -> None:
+    """UCF101 split 1 on disk as its loader reads it: ``classInd.txt``, ``trainlist01.txt`` listing
+    ``videos`` videos, RGB frames in ``jpegs_256/`` and TV-L1 flow in ``tvl1_flow/{u,v}/`` as JPEGs
+    of ``size`` (UCF's 256 x 340). Noise; ``distinct`` videos written, the others links to them."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    lists = root / "ucfTrainTestlist"
+    lists.mkdir(parents=True)
+    (lists / "classInd.txt").write_text("1 Bench\n")
+    names = [f"v_Bench_g{i // 7 + 1:02d}_c{i % 7 + 1:02d}" for i in range(videos)]
+    (lists / "trainlist01.txt").write_text("".join(f"Bench/{n}.avi 1\n" for n in names))
+    for kind in ("jpegs_256", "tvl1_flow/u", "tvl1_flow/v"):
+        for i, name in enumerate(names):
+            folder = root / kind / name
+            if i >= distinct:
+                folder.symlink_to(root / kind / names[i % distinct], target_is_directory=True)
+                continue
+            folder.mkdir(parents=True)
+            shape = (*size, 3) if kind == "jpegs_256" else size
+            for f in range(1, frames + 1):
+                Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(folder / f"frame{f:06d}.jpg",
+                                                                                  quality=90)
+
+
+def input_rate(workers: int, seconds: float = 10.0, batch_size: int = 8, frames: int = 16, flow_stack: int = 10,
+               size: int = 224, source_frames: int = 40, source_size: tuple[int, int] = (256, 340)) -> dict:
+    """Frames (time steps) per second that ``workers`` processes read and augment from UCF101's
+    on-disk format, per stream, as a trial's training reads them (fresh steps every epoch, the
+    warp left for the GPU); each stream read for ``seconds`` after one untimed epoch."""
+    import tempfile
+
+    from prernn.data import SOURCES
+    from prernn.data.augment import Augment
+    from prernn.data.loader import Batches
+
+    videos = max(4, 2 * batch_size * max(workers, 1))  # enough batches in an epoch for every worker
+    rates = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        fabricate_ucf101(Path(tmp), videos, source_frames, source_size)
+        split = SOURCES["ucf101"]("train", videos=None, frames=frames, size=size, seed=0, root=tmp,
+                                  flow_stack=flow_stack)
+        for stream in ("spatial", "temporal"):
+            data = Batches(split.stream(stream), batch_size, workers, torch.cuda.is_available(),
+                           Augment(flow=stream == "temporal", mirror=split.mirror), warp_on_device=True)
+            read, epoch, start = 0, 0, None
+            while start is None or time.perf_counter() - start < seconds:
+                order = torch.randperm(len(split), generator=torch.Generator().manual_seed(epoch))
+                for x, *_ in data.epoch(order, epoch, True):
+                    read += start is not None and x.shape[0] * x.shape[1]
+                if start is None:  # the untimed epoch: workers started, files in the page cache
+                    start = time.perf_counter()
+                epoch += 1
+            rates[stream] = round(read / (time.perf_counter() - start), 1)
+            del data  # its workers end
+    return {"workers": workers, "videos": videos, "frames_per_s": rates,
+            "jpegs_per_frame": {"spatial": 1, "temporal": 2 * flow_stack}}
+
+
+def trial_workers() -> int:
+    """What a trial given every CPU of this machine reads with (``prernn.trial.data_workers``)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(cores - 1, 0)
 
 
 def main() -> int:
@@ -157,18 +285,34 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (cuDNN autotuning; default 3)")
     p.add_argument("--batch", type=int, default=8, help="videos per step (default 8, the paper's)")
     p.add_argument("--json", type=Path, help="also write the figures to this file")
+    p.add_argument("--input-seconds", type=float, default=10.0,
+                   help="seconds each stream of the input pipeline is read for (0: not measured; default 10)")
     a = p.parse_args()
     print(f"torch {torch.__version__}, CUDA {torch.version.cuda or 'none'}")
     if not torch.cuda.is_available():
-        print("no CUDA device: nothing to measure. Checking that every network builds (meta device):")
+        print("no CUDA device: nothing to measure. Every network built on the meta device, with the FLOPs "
+              f"of a training step of batch {a.batch} (forward and backward, matmuls and convolutions):")
         for name in a.networks:
-            cfg = config(name, "fp32", device="cpu")
-            with torch.device("meta"):
-                n = sum(p.numel() for s in cfg.streams for p in build_network(cfg, stream=s).parameters())
-            print(f"  {name}: {n:,} parameters")
+            n, flop = meta_step(config(name, "fp32", device="cpu"), a.batch)
+            print(f"  {name}: {n:,} parameters, {flop / 1e12:.2f} TFLOP a step")
         return 0
     print(f"GPU: {torch.cuda.get_device_name(0)}, batch {a.batch}, {a.steps} timed steps after {a.warmup}")
     rows = measure_all(a.networks, a.precision, a.steps, a.warmup, a.batch, a.json)
+    if a.input_seconds > 0:
+        workers = trial_workers()
+        try:
+            got = input_rate(workers, a.input_seconds, a.batch)
+        except Exception as e:  # noqa: BLE001 - the model's rows are on disk already
+            got = {"error": f"{type(e).__name__}: {e}"}
+            traceback.print_exc()
+        else:
+            r = got["frames_per_s"]
+            print(f"input pipeline, {workers} workers (UCF101 JPEGs, noise): spatial {r['spatial']:.0f} frames/s, "
+                  f"temporal {r['temporal']:.0f} frames/s ({got['jpegs_per_frame']['temporal']} flow JPEGs a "
+                  "frame); the model's frames/s are in the rows above", flush=True)
+        rows.append({"network": "input pipeline", **got})
+        if a.json is not None:
+            _write(a.json, {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "rows": rows})
     return 1 if any("error" in r for r in rows) else 0
 
 
@@ -183,9 +327,12 @@ def measure_all(names, precisions, steps: int, warmup: int, size: int, json_path
             try:
                 row = measure(name, precision, steps, warmup, size, device, networks)
                 print(f"{name:9} {precision:5} {row['frames_per_s']:9.1f} frames/s  step {row['step_ms']:8.2f} ms  "
-                      f"peak {row['peak_gb'] or 0:6.2f} GB  recurrence {row['recurrence_ms']:7.2f} ms "
-                      f"({100 * row['recurrence_share']:.1f}% of the step)  [{time.perf_counter() - t0:.0f} s]",
-                      flush=True)
+                      f"{row['flop_per_step'] / 1e12:.2f} TFLOP: {row['tflops']:.1f} TFLOP/s"
+                      + (f" ({100 * row['of_peak']:.0f}% of {row['peak_tflops']:.0f})" if row["of_peak"] else "")
+                      + f"  peak {row['peak_gb'] or 0:6.2f} GB  [{time.perf_counter() - t0:.0f} s]\n"
+                      f"{'':15} stem {row['stem_ms']:.2f}, input GEMMs {row['input_gemms_ms']:.2f}, "
+                      f"loop {row['loop_ms']:.2f}, optimizer {row['optimizer_ms']:.2f}, "
+                      f"other {row['other_ms']:.2f} ms", flush=True)
             except Exception as e:  # noqa: BLE001 - one network's failure must not lose the others' figures
                 row = {"network": name, "precision": precision, "error": f"{type(e).__name__}: {e}"}
                 print(f"{name:9} {precision:5} FAILED: {row['error']}", flush=True)
