@@ -9,7 +9,7 @@ have no package index and none of the project's other dependencies); run it from
 repository root. For each network and precision it prints frames per second (video
 frames through the whole model, both streams for the two-stream one), the time of one
 training step (forward, backward, SGD update), its FLOPs (matmuls and convolutions,
-counted by torch's FlopCounterMode) as TFLOP/s and as a share of the GPU's dense
+counted by torch's FlopCounterMode on the meta device) as TFLOP/s and as a share of the GPU's dense
 tensor-core peak (``PEAKS``), peak GPU memory, and the step split into its parts, each
 timed on its own on the inputs it saw in the step (forward and backward): the stem (the
 convolutions), the PreRNN layers' input GEMMs (or convs), their time loop (the layers
@@ -45,7 +45,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
@@ -160,34 +159,34 @@ def measure(name: str, precision: str, steps: int, warmup: int, size: int, devic
     for _ in range(max(warmup, 1)):  # one at least: the parts are timed on what it read
         step()
     step_ms = mean_ms(step, steps, place)
-    with FlopCounterMode(display=False) as flops:
-        step()
+    flop = meta_step(cfg, size)[1]  # counted on the meta device: no dispatch mode around compiled code here
     stems = [net.backbone.stem for net, *_ in streams]
     layers = [layer for net, *_ in streams for layer in net.recurrent.values()]
 
-    def alone(modules, call=lambda m, x: m(x)):
-        """Forward and backward of each module on what it read in the step."""
+    def alone(modules, call=lambda m, x: m(x), grad_input: bool = True):
+        """Forward and backward of each module on what it read in the step (and, with
+        ``grad_input``, the gradient of that, as the step computes it past the stem)."""
         def run():
             for m in modules:
-                x = inputs[m].requires_grad_(inputs[m].is_floating_point())
+                x = inputs[m].requires_grad_(grad_input)
                 with place.autocast():
                     out = call(m, x)
                 out.float().sum().backward()
         run()
         return mean_ms(run, steps, place)
 
-    stem_ms = alone(stems)
+    stem_ms = alone(stems, grad_input=False)  # the frames need no gradient
     recurrence_ms = alone(layers)
     input_ms = alone(layers, lambda m, x: m._input_term(x.flatten(0, 1)))  # all gates' input terms, all steps
     optimizer_ms = mean_ms(lambda: [opt.step() for _, opt, _ in streams], steps, place)
     frames = size * cfg.data.frames * (cfg.data.clip_frames if cfg.task == "gesture" else 1)
     peak = torch.cuda.max_memory_allocated() / 2**30 if place.cuda else None
-    tflops = flops.get_total_flops() / (step_ms / 1e3) / 1e12
+    tflops = flop / (step_ms / 1e3) / 1e12
     best = peak_tflops(place.gpu, precision)
     ms = lambda v: round(v, 2)  # noqa: E731
     return {"network": name, "precision": precision, "batch": size, "steps_per_video": cfg.data.frames,
             "step_ms": ms(step_ms), "frames_per_s": round(frames / step_ms * 1e3, 1),
-            "flop_per_step": flops.get_total_flops(), "tflops": round(tflops, 3),
+            "flop_per_step": flop, "tflops": round(tflops, 3),
             "peak_tflops": best, "of_peak": None if best is None else round(tflops / best, 3),
             "peak_gb": None if peak is None else round(peak, 2),
             "stem_ms": ms(stem_ms), "input_gemms_ms": ms(input_ms), "loop_ms": ms(recurrence_ms - input_ms),
@@ -211,62 +210,26 @@ def meta_step(cfg: TrialConfig, size: int) -> tuple[int, int]:
     return parameters, flop
 
 
-def fabricate_ucf101(root: Path, videos: int, frames: int, size: tuple[int, int] = (256, 340),
-                     distinct: int = 8) -> None:
-    """UCF101 split 1 on disk as its loader reads it: ``classInd.txt``, ``trainlist01.txt`` listing
-    ``videos`` videos, RGB frames in ``jpegs_256/`` and TV-L1 flow in ``tvl1_flow/{u,v}/`` as JPEGs
-    of ``size`` (UCF's 256 x 340). Noise; ``distinct`` videos written, the others links to them."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    lists = root / "ucfTrainTestlist"
-    lists.mkdir(parents=True)
-    (lists / "classInd.txt").write_text("1 Bench\n")
-    names = [f"v_Bench_g{i // 7 + 1:02d}_c{i % 7 + 1:02d}" for i in range(videos)]
-    (lists / "trainlist01.txt").write_text("".join(f"Bench/{n}.avi 1\n" for n in names))
-    for kind in ("jpegs_256", "tvl1_flow/u", "tvl1_flow/v"):
-        for i, name in enumerate(names):
-            folder = root / kind / name
-            if i >= distinct:
-                folder.symlink_to(root / kind / names[i % distinct], target_is_directory=True)
-                continue
-            folder.mkdir(parents=True)
-            shape = (*size, 3) if kind == "jpegs_256" else size
-            for f in range(1, frames + 1):
-                Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(folder / f"frame{f:06d}.jpg",
-                                                                                  quality=90)
-
-
-def input_rate(workers: int, seconds: float = 10.0, batch_size: int = 8, frames: int = 16, flow_stack: int = 10,
-               size: int = 224, source_frames: int = 40, source_size: tuple[int, int] = (256, 340)) -> dict:
-    """Frames (time steps) per second that ``workers`` processes read and augment from UCF101's
-    on-disk format, per stream, as a trial's training reads them (fresh steps every epoch, the
-    warp left for the GPU); each stream read for ``seconds`` after one untimed epoch."""
+def input_rate(workers: int, epochs: int = 2, batch: int = 8, frames: int = 16, flow_stack: int = 10,
+               size: int = 224, source_frames: int = 40) -> dict:
+    """Frames (time steps) per second that ``workers`` processes read from UCF101's on-disk format
+    (``benchmarks/input_pipeline.py``'s), per stream, as a GPU trial's training reads them: fresh
+    steps every epoch, the augmentation drawn and its warp left for the GPU. Two batches an
+    epoch for every worker; 8 distinct videos, the others links to them."""
     import tempfile
 
+    from benchmarks.input_pipeline import fabricate_ucf101, throughput
     from prernn.data import SOURCES
     from prernn.data.augment import Augment
-    from prernn.data.loader import Batches
 
-    videos = max(4, 2 * batch_size * max(workers, 1))  # enough batches in an epoch for every worker
-    rates = {}
+    videos = 2 * batch * max(workers, 1)
     with tempfile.TemporaryDirectory() as tmp:
-        fabricate_ucf101(Path(tmp), videos, source_frames, source_size)
-        split = SOURCES["ucf101"]("train", videos=None, frames=frames, size=size, seed=0, root=tmp,
-                                  flow_stack=flow_stack)
-        for stream in ("spatial", "temporal"):
-            data = Batches(split.stream(stream), batch_size, workers, torch.cuda.is_available(),
-                           Augment(flow=stream == "temporal", mirror=split.mirror), warp_on_device=True)
-            read, epoch, start = 0, 0, None
-            while start is None or time.perf_counter() - start < seconds:
-                order = torch.randperm(len(split), generator=torch.Generator().manual_seed(epoch))
-                for x, *_ in data.epoch(order, epoch, True):
-                    read += start is not None and x.shape[0] * x.shape[1]
-                if start is None:  # the untimed epoch: workers started, files in the page cache
-                    start = time.perf_counter()
-                epoch += 1
-            rates[stream] = round(read / (time.perf_counter() - start), 1)
-            del data  # its workers end
+        fabricate_ucf101(Path(tmp), videos, source_frames, distinct=8)
+        split = SOURCES["ucf101"].__wrapped__("train", None, frames, size, 0, tmp, flow_stack=flow_stack)
+        rates = {stream: round(throughput(split.stream(stream), workers, epochs,
+                                          Augment(flow=stream == "temporal", mirror=split.mirror), batch,
+                                          warp_on_device=True), 1)
+                 for stream in ("spatial", "temporal")}
     return {"workers": workers, "videos": videos, "frames_per_s": rates,
             "jpegs_per_frame": {"spatial": 1, "temporal": 2 * flow_stack}}
 
@@ -285,8 +248,8 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (cuDNN autotuning; default 3)")
     p.add_argument("--batch", type=int, default=8, help="videos per step (default 8, the paper's)")
     p.add_argument("--json", type=Path, help="also write the figures to this file")
-    p.add_argument("--input-seconds", type=float, default=10.0,
-                   help="seconds each stream of the input pipeline is read for (0: not measured; default 10)")
+    p.add_argument("--input-epochs", type=int, default=2,
+                   help="timed epochs of each stream of the input pipeline (0: not measured; default 2)")
     a = p.parse_args()
     print(f"torch {torch.__version__}, CUDA {torch.version.cuda or 'none'}")
     if not torch.cuda.is_available():
@@ -298,10 +261,10 @@ def main() -> int:
         return 0
     print(f"GPU: {torch.cuda.get_device_name(0)}, batch {a.batch}, {a.steps} timed steps after {a.warmup}")
     rows = measure_all(a.networks, a.precision, a.steps, a.warmup, a.batch, a.json)
-    if a.input_seconds > 0:
+    if a.input_epochs > 0:
         workers = trial_workers()
         try:
-            got = input_rate(workers, a.input_seconds, a.batch)
+            got = input_rate(workers, a.input_epochs, a.batch)
         except Exception as e:  # noqa: BLE001 - the model's rows are on disk already
             got = {"error": f"{type(e).__name__}: {e}"}
             traceback.print_exc()

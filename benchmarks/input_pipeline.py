@@ -58,8 +58,9 @@ def fabricate_300vw(root: Path, videos: int, frames: int) -> None:
             (d / "annot" / f"{i + 1:06d}.pts").write_text(f"version: 1\nn_points: 68\n{{\n{body}\n}}\n")
 
 
-def fabricate_ucf101(root: Path, videos: int, frames: int) -> None:
-    """``videos`` training videos (and two test ones) as jpegs_256 frames and TV-L1 flow jpegs."""
+def fabricate_ucf101(root: Path, videos: int, frames: int, distinct: int | None = None) -> None:
+    """``videos`` training videos (and two test ones) as jpegs_256 frames and TV-L1 flow jpegs;
+    with ``distinct``, only that many training videos are written and the rest link to them."""
     rng = np.random.default_rng(1)
     classes = ["ApplyEyeMakeup", "Basketball", "YoYo"]
     lists = root / "ucfTrainTestlist"
@@ -69,8 +70,12 @@ def fabricate_ucf101(root: Path, videos: int, frames: int) -> None:
     test = [(classes[i % 3], f"g{i + 1:02d}_c01") for i in range(2)]
     (lists / "trainlist01.txt").write_text("".join(f"{c}/v_{c}_{g}.avi {classes.index(c) + 1}\n" for c, g in train))
     (lists / "testlist01.txt").write_text("".join(f"{c}/v_{c}_{g}.avi\n" for c, g in test))
-    for c, g in train + test:
-        name = f"v_{c}_{g}"
+    names = [f"v_{c}_{g}" for c, g in train + test]
+    for k, name in enumerate(names):
+        if distinct is not None and distinct <= k < len(train):
+            for folder in ("jpegs_256", "tvl1_flow/u", "tvl1_flow/v"):
+                (root / folder / name).symlink_to(root / folder / names[k % distinct], target_is_directory=True)
+            continue
         for i in range(1, frames + 1):
             datasets.write_jpg(root / "jpegs_256" / name / f"frame{i:06d}.jpg",
                                rng.integers(0, 256, (256, 340, 3), dtype=np.uint8))
@@ -80,16 +85,19 @@ def fabricate_ucf101(root: Path, videos: int, frames: int) -> None:
                                        rng.integers(96, 160, (256, 340), dtype=np.uint8))
 
 
-def throughput(split, workers: int, epochs: int, augment: Augment | None) -> float:
+def throughput(split, workers: int, epochs: int, augment: Augment | None, batch: int = BATCH,
+               warp_on_device: bool = False) -> float:
     """Frames (steps) per second a training loop (``augment``) or an evaluation (None) receives
-    over ``epochs`` passes, after one to warm up (start the workers, fill a cache)."""
-    batches = Batches(split, BATCH, workers, augment=augment)
+    over ``epochs`` passes, after one to warm up (start the workers, fill a cache);
+    ``warp_on_device``: the workers only draw the augmentation, as for a trial on a GPU."""
+    batches = Batches(split, batch, workers, torch.cuda.is_available(), augment=augment,
+                      warp_on_device=warp_on_device)
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))
     for _ in batches.epoch(order, 0, augment is not None):
         pass
     start, frames = time.perf_counter(), 0
     for e in range(1, epochs + 1):
-        for x, _ in batches.epoch(order, e, augment is not None):
+        for x, *_ in batches.epoch(order, e, augment is not None):
             frames += x.shape[0] * x.shape[1]
     return frames / (time.perf_counter() - start)
 

@@ -96,8 +96,7 @@ def test_the_input_pipeline_is_read_from_ucf101s_format_by_workers():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import gpu
 
-    got = gpu.input_rate(workers=1, seconds=0.5, batch_size=2, frames=2, flow_stack=2, size=32, source_frames=8,
-                         source_size=(32, 40))
+    got = gpu.input_rate(workers=1, epochs=1, batch=2, frames=2, flow_stack=2, size=32, source_frames=12)
     assert got["workers"] == 1 and got["videos"] == 4
     assert got["frames_per_s"]["spatial"] > 0 and got["frames_per_s"]["temporal"] > 0
     assert got["jpegs_per_frame"] == {"spatial": 1, "temporal": 4}
@@ -117,6 +116,8 @@ def test_each_network_is_released_before_the_next_is_built(monkeypatch):
 
     def tracked(*a, **kw):
         net = real(*a, **kw)
+        if next(net.parameters()).is_meta:  # the FLOP count's: no memory
+            return net
         built.append(weakref.ref(net))
         alive.append(sum(r() is not None for r in built[:-1]))  # earlier networks still alive when this one is built
         return net
