@@ -276,9 +276,9 @@ def test_sgd_is_fused_on_the_gpu_and_unchanged_on_the_cpu(monkeypatch):
 
 @CUDA
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_on_the_gpu_the_compiled_loop_and_the_gate_gemms_give_the_cpus_numbers(cell, monkeypatch):
-    """The CUDA path of a linear PreRNN layer (one GEMM per gate weight, the loop through
-    torch.compile) against the CPU's (joined GEMM, C++ loop), in IEEE fp32 and under bf16."""
+def test_on_the_gpu_the_compiled_loop_gives_the_cpus_numbers(cell, monkeypatch):
+    """The CUDA path of a linear PreRNN layer (the loop through torch.compile) against the
+    CPU's (the C++ loop), in IEEE fp32 and under bf16."""
     from torch import nn
 
     from prernn.recurrent import PreRNNLinear, loops

@@ -19,9 +19,11 @@ micro-kernel, both split over torch's threads); ``loops.py`` is its twin in Pyth
 used on GPUs and where the extension cannot be built (``kernels.py``).
 
 The input terms of all T steps are batched GEMMs inside the node (forward and
-backward), so autograd sees one node per layer: on the CPU one GEMM over the gate
-weights joined in gate order, elsewhere one per weight (``joins_gates``); under autocast
-in its dtype, with everything from their result on in fp32. Derivatives of φ are taken from its output (relu, tanh, sigmoid,
+backward), so autograd sees one node per layer: one GEMM for the shared weight and one
+for the stacked gate copies, each written into its gates' columns of the (T*B, G, H)
+input terms, and never the weights joined (fc6's: a 16384 x 25088 copy, 1.6 GB, per
+forward and as much again for its gradient); under autocast in its dtype, with
+everything from their result on in fp32. Derivatives of φ are taken from its output (relu, tanh, sigmoid,
 identity), as torch's own backward kernels do. Ours, not the paper's (the paper
 gives the equations, not an implementation). Double backward is not supported.
 """
@@ -35,21 +37,6 @@ from torch.autograd.function import once_differentiable
 from . import kernels, loops
 from .tables import ACTIVATIONS, CELLS
 
-def _in_gate_order(shared: Tensor, copies: Tensor, index: int) -> Tensor:
-    """The shared term's rows and the stacked gate copies' rows as one (G*H, ...) tensor in the
-    cell's gate order (the shared gate's rows at `index`): one GEMM for all input terms."""
-    rows = index * shared.shape[0]
-    return torch.cat([copies[:rows], shared, copies[rows:]])
-
-
-def joins_gates(device: torch.device) -> bool:
-    """Whether the gate variant's input GEMM runs once over its weights joined in gate order
-    (the CPU: at the mini profile's sizes a GEMM call costs more than copying the weights) or
-    as one GEMM per weight, each written into its gates (elsewhere: at the paper's sizes the
-    joined copy of fc6's weights is 1.6 GB per forward, and its gradient's as much again)."""
-    return device.type == "cpu"
-
-
 def _cast(t: Tensor | None, dtype: torch.dtype | None) -> Tensor | None:
     return t if t is None or dtype is None else t.to(dtype)
 
@@ -60,16 +47,12 @@ class LinearRecurrence(torch.autograd.Function):
 
     ``gemm_dtype`` (autocast's, or None): the input GEMMs run in it, as autocast would run
     them, and everything from their fp32 result on (the hidden term, the gates, the loop and
-    its backward) in fp32; the weight gradients come back in fp32. ``joined``
-    (``joins_gates``): the gate variant's input weights concatenated in gate order, so that
-    its input terms, their weight gradient and dx are one GEMM each, or one GEMM per weight
-    (shared and copies), which allocates nothing of a weight's size."""
+    its backward) in fp32; the weight gradients come back in fp32."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, copy_weight: Tensor | None, copy_bias: Tensor | None,
                 weight_hh: Tensor, hidden_bias: Tensor | None, h0: Tensor, c0: Tensor | None,
-                cell: str, activation: str, shared: int, gemm_dtype: torch.dtype | None = None,
-                joined: bool = True) -> Tensor:
+                cell: str, activation: str, shared: int, gemm_dtype: torch.dtype | None = None) -> Tensor:
         B, T, D = x.shape
         H = weight_hh.shape[1]
         G = weight_hh.shape[0] // H
@@ -79,13 +62,9 @@ class LinearRecurrence(torch.autograd.Function):
         xt = _cast(x.transpose(0, 1).reshape(N, D), gemm_dtype)  # time-major rows
         weight, bias = _cast(weight, gemm_dtype), _cast(bias, gemm_dtype)
         copy_weight, copy_bias = _cast(copy_weight, gemm_dtype), _cast(copy_bias, gemm_dtype)
-        weights = None  # joined: the gate variant's input weights in gate order (G*H x D), kept for dx
         if copy_weight is None:  # SIH / VRNN: every gate reads the one shared term
             xs = torch.addmm(bias, xt, weight.t()).to(loop).unsqueeze(1).expand(-1, G, -1)
-        elif joined:
-            weights = _in_gate_order(weight, copy_weight, shared)
-            xs = torch.addmm(_in_gate_order(bias, copy_bias, shared), xt, weights.t()).to(loop).view(N, G, H)
-        else:  # one GEMM per weight; only their (N, G, H) results are joined
+        else:  # one GEMM per weight; only their (N, G, H) results are joined, in gate order
             own = torch.addmm(bias, xt, weight.t()).to(loop).view(N, 1, H)
             copies = torch.addmm(copy_bias, xt, copy_weight.t()).to(loop).view(N, G - 1, H)
             xs = torch.cat([copies[:, :shared], own, copies[:, shared:]], 1)
@@ -100,13 +79,13 @@ class LinearRecurrence(torch.autograd.Function):
             hs, saved = loops.functions(c, xs.device)[0](xs, weight_hh, hidden_bias, h0, c0, act.fn)
         ctx.cell, ctx.activation, ctx.shared = cell, activation, shared
         ctx.saved = saved
-        ctx.save_for_backward(xt, weight, copy_weight, weights, weight_hh, hs)
+        ctx.save_for_backward(xt, weight, copy_weight, weight_hh, hs)
         return hs[1:].transpose(0, 1).contiguous()  # (B, T, H), its own memory: free to modify in place
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):
-        xt, weight, copy_weight, weights, weight_hh, hs = ctx.saved_tensors
+        xt, weight, copy_weight, weight_hh, hs = ctx.saved_tensors
         x_dtype, param_dtype = ctx.dtypes
         dhs = grad.transpose(0, 1).to(hs.dtype)
         c, act = CELLS[ctx.cell], ACTIVATIONS[ctx.activation]
@@ -127,14 +106,6 @@ class LinearRecurrence(torch.autograd.Function):
             ds = dxs.sum(2).reshape(N, H)
             d_weight, d_bias = low(ds).t() @ xt, ds.sum(0)
             dx = low(ds) @ weight if want_dx else None
-        elif weights is not None:  # joined: all gates at once, then the shared gate's rows and the copies' rows apart
-            d = dxs.reshape(N, G * H)
-            d_weights, d_biases = low(d).t() @ xt, d.sum(0)
-            dx = low(d) @ weights if want_dx else None
-            rows = slice(ctx.shared * H, (ctx.shared + 1) * H)
-            d_weight, d_bias = d_weights[rows], d_biases[rows]
-            d_copy_weight = torch.cat([d_weights[:rows.start], d_weights[rows.stop:]])
-            d_copy_bias = torch.cat([d_biases[:rows.start], d_biases[rows.stop:]])
         else:  # one GEMM per weight, each reading its gates' gradient
             i = ctx.shared
             ds = dxs[:, :, i].reshape(N, H)
@@ -146,4 +117,4 @@ class LinearRecurrence(torch.autograd.Function):
             dx = dx.view(T, B, -1).transpose(0, 1).to(x_dtype)
         up = lambda t: None if t is None else t.to(param_dtype)  # noqa: E731  (gradients in the parameters' dtype)
         return (dx, up(d_weight), up(d_bias), up(d_copy_weight), up(d_copy_bias), d_weight_hh, d_hidden_bias,
-                dh0, (dc0 or [None])[0], None, None, None, None, None)
+                dh0, (dc0 or [None])[0], None, None, None, None)

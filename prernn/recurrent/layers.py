@@ -27,9 +27,9 @@ What is the paper's and what is ours:
 Efficiency: the input-to-hidden term for all T steps is one batched op over B*T
 (one GEMM for the shared weight, one stacked GEMM for all gate copies); only the
 hidden-to-hidden product runs step by step. A linear layer is one autograd node
-(``bptt.py``): the input GEMMs for all gates (on the CPU one, over their weights
-joined in gate order; on a GPU one per weight, with no copy of them), the loop in C++
-on the CPU, and U's gradient for all steps in one GEMM. Under autocast the input
+(``bptt.py``): one input GEMM for the shared weight and one for all copies (never a
+joined copy of the weights), the loop in C++ on the CPU, and U's gradient for all steps
+in one GEMM. Under autocast the input
 GEMMs run in its dtype and the time loop in fp32 (ours).
 """
 
@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..registry import UnknownNameError, unknown_name_message
-from .bptt import LinearRecurrence, joins_gates
+from .bptt import LinearRecurrence
 from .steps import State
 from .tables import ACTIVATIONS, CELLS, INPUT_INITS, init_recurrent_
 
@@ -141,7 +141,6 @@ class PreRNNLinear(PreRecurrent):
     instance selects the reference path (input terms, then the loop in autograd)."""
 
     fast = True
-    join_gates: bool | None = None  # None: as bptt.joins_gates decides for the device
 
     def __init__(self, layer: nn.Linear, cell: str = "lstm", variant: str = "gate",
                  input_init: str = "pretrained", recurrent_init: str = "zeros",
@@ -190,11 +189,10 @@ class PreRNNLinear(PreRecurrent):
             zeros = x.new_zeros(x.shape[0], self.hidden_size, dtype=loop)
             state = (zeros,) * self.cell.states
         h0, c0 = (*(s.to(loop) for s in state), None)[:2]  # c0: LSTM only
-        joined = joins_gates(x.device) if self.join_gates is None else self.join_gates
         with torch.autocast(kind, enabled=False) if gemm_dtype is not None else contextlib.nullcontext():
             return LinearRecurrence.apply(x, self.layer.weight, self.layer.bias, self.copy_weight, self.copy_bias,
                                           self.weight_hh, self._full_hidden_bias(), h0, c0,
-                                          self.cell_name, self.activation, self.shared_index, gemm_dtype, joined)
+                                          self.cell_name, self.activation, self.shared_index, gemm_dtype)
 
     def extra_repr(self) -> str:
         return (f"{self.cell_name}, variant={self.variant}, hidden={self.hidden_size}, "

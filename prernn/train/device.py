@@ -17,8 +17,8 @@ On CUDA, conv backbones run channels-last (NHWC, what cuDNN's tensor-core kernel
 want) with cuDNN autotuning. Under autocast the linear PreRNN layer
 (``prernn.recurrent.PreRNNLinear``) runs its input GEMMs (fc6's: 25088 -> 4 x 4096 gates)
 in autocast's dtype on tensor cores and only its time loop in fp32, the loop as the
-Python twin of the CPU's C++ loop (one ``addmm`` and a few elementwise kernels per step,
-``prernn.recurrent.bptt``). With augmentation, the warp runs on the GPU after the copy
+Python twin of the CPU's C++ loop through ``torch.compile`` (``train.compile``; fused
+gate kernels, ``prernn.recurrent.loops``). With augmentation, the warp runs on the GPU after the copy
 (``prernn.data.augment``). Conv recurrences (ResNet's layer4)
 run their loop in autograd under autocast like the rest of the network.
 All of this is ours: the paper trained on GPUs and publishes none of it.
