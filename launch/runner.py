@@ -22,7 +22,7 @@ from prernn.train.device import DeviceUnavailable, Placement
 from prernn.trial import Diverged, run_trial
 from records import Outcome, Status, trial_row
 
-from .backends.base import Job
+from .jobs import Job, Pruned
 
 
 HEARTBEAT_SECONDS = 10.0  # how often a running trial touches runs/<id>/heartbeat
@@ -51,10 +51,6 @@ class Heartbeat:
         self.thread.join()
 
 
-class Pruned(Exception):
-    """Raised by a ``report`` callback to stop a trial early; it is recorded as ``pruned``."""
-
-
 def placement(cfg: TrialConfig, gpus: float = 0) -> Placement:
     """Where the trial trains. A GPU the scheduler gave it (``resources.gpus``) must train
     it: a trial that was given one but sees none refuses to start."""
@@ -70,9 +66,9 @@ def placement(cfg: TrialConfig, gpus: float = 0) -> Placement:
 def execute(job: Job, report=None) -> Status:
     """Run ``job`` (its resolved config is plain data, as in its row: the typed
     ``TrialConfig`` is rebuilt and re-checked here). ``job.meta``: sweep, profile, label,
-    git_commit, worker, gpus (the trial's ``resources.gpus``). ``report(row)`` is called
-    after each epoch (Ray Tune's scheduler; a search's trial reports to its study by itself).
-    Returns the recorded status."""
+    git_commit, worker, gpus (the trial's ``resources.gpus``). After each evaluated epoch
+    ``job.report(row)`` (a search's study) and ``report(row)`` (Ray Tune's scheduler) are
+    called; either may stop the trial (``Pruned``). Returns the recorded status."""
     store, trial_id, meta = job.store, job.trial_id, job.meta
     run_dir = store.run_dir(trial_id)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -86,23 +82,21 @@ def execute(job: Job, report=None) -> Status:
         log_file.write(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} {msg}\n")
 
     history: list[dict] = []
+    reports = [r for r in (job.report, report) if r is not None]
 
     def on_epoch(row: dict, rows: list[dict]) -> None:
         history[:] = rows
         store.write_epochs(trial_id, rows)
         log(f"epoch {row['epoch']}: " + ", ".join(f"{k}={v:.5g}" for k, v in row.items() if k != "epoch"))
-        if report and all(v == v for v in row.values() if isinstance(v, float)):  # epochs that were evaluated
-            report(row)
+        if all(v == v for v in row.values() if isinstance(v, float)):  # epochs that were evaluated
+            for r in reports:
+                r(row)
 
     started, wall, cpu = datetime.now(timezone.utc), time.monotonic(), time.process_time()
     log(f"start {meta.get('label', '')} on {socket.gethostname()} pid {os.getpid()} worker {meta.get('worker')}")
     where = {}
     try:
         cfg = TrialConfig.from_dict(job.config)
-        if report is None and "optuna" in meta:  # a search's trial reports to its study
-            from .search import reporter
-
-            report = reporter(job)
         with Heartbeat(run_dir / "heartbeat"):
             place = placement(cfg, meta.get("gpus", 0))
             where = {"device": place.name, "gpu": place.gpu}

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import optuna
 
-from prernn.config import TrialConfig
 from records import Status
 
-from .backends import Job
 from .expand import Trial, expand
+from .jobs import Job, Pruned
 from .spec import SpecError, SweepSpec
 
 
@@ -95,10 +94,9 @@ def run(spec: SweepSpec, store, backend, meta: dict, url: str | None, run_jobs) 
             point.set_user_attr("trial_id", t.id)
             trials[point.number] = (point, t)
             if store.status(t.id) != Status.COMPLETED and t.id not in jobs:  # the same point twice runs once
-                optuna_meta = {"storage": url, "study": study.study_name, "trial": point._trial_id,
-                               "pruner": spec.search.pruner, "metric": metric}
-                jobs[t.id] = Job(t.id, t.config.to_dict(), str(store.root),
-                                 {**meta, "label": t.label, "optuna": optuna_meta})
+                report = StudyReporter(str(store.root), url, study.study_name, point._trial_id, spec.search.pruner,
+                                       metric, t.config.total_epochs)
+                jobs[t.id] = Job(t.id, t.config.to_dict(), str(store.root), {**meta, "label": t.label}, report)
         if jobs and not run_jobs(list(jobs.values()), backend):
             raise RuntimeError(f"the {backend.name} backend only submitted the trials; a search must see them end")
         for point, t in trials.values():
@@ -111,24 +109,29 @@ def run(spec: SweepSpec, store, backend, meta: dict, url: str | None, run_jobs) 
     return load_study(spec, store.root, url)
 
 
-def reporter(job: Job):
-    """The ``report`` of a search trial in whatever process runs it: each epoch's primary metric
-    goes to its study, and the trial stops (``Pruned``) when the pruner says so."""
-    from .runner import Pruned
+class StudyReporter:
+    """A search trial's ``Job.report``, in whatever process runs it: each epoch's primary metric
+    goes to its study, and the trial stops (``Pruned``) when the pruner says so. Plain data
+    until its first call (it travels to workers by pickle); the study is loaded there."""
 
-    o = job.meta["optuna"]
-    study = optuna.load_study(study_name=o["study"], storage=storage(Path(job.store_root), o["storage"]),
-                              pruner=_PRUNERS[o["pruner"]]())
-    trial = optuna.trial.Trial(study, o["trial"])
-    epochs = TrialConfig.from_dict(job.config).total_epochs  # the longest stream's
+    def __init__(self, store_root: str, url: str | None, study: str, trial: int, pruner: str, metric: str,
+                 epochs: int):
+        self.store_root, self.url, self.study, self.trial = store_root, url, study, trial
+        self.pruner, self.metric, self.epochs = pruner, metric, epochs  # epochs: the longest stream's
+        self._trial = None
 
-    def report(row: dict) -> None:
-        trial.report(row[o["metric"]], row["epoch"])
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_trial": None}
+
+    def __call__(self, row: dict) -> None:
+        if self._trial is None:
+            study = optuna.load_study(study_name=self.study, storage=storage(Path(self.store_root), self.url),
+                                      pruner=_PRUNERS[self.pruner]())
+            self._trial = optuna.trial.Trial(study, self.trial)
+        self._trial.report(row[self.metric], row["epoch"])
         # after the last epoch there is nothing left to save: a finished trial is completed
-        if row["epoch"] + 1 < epochs and trial.should_prune():
+        if row["epoch"] + 1 < self.epochs and self._trial.should_prune():
             raise Pruned
-
-    return report
 
 
 def summary(study: optuna.Study) -> list[str]:

@@ -14,22 +14,11 @@ in the store, which is the source of truth. Backends whose jobs outlive the laun
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple, Protocol
+from typing import ClassVar, NamedTuple
 
 from prernn.settings import Section, setting
-from records import Status, Store
 
-
-@dataclass(frozen=True)
-class Job:
-    trial_id: str
-    config: dict
-    store_root: str
-    meta: dict  # sweep, profile, label, git_commit, gpus
-
-    @property
-    def store(self) -> Store:
-        return Store(self.store_root, self.config["task"])
+from ..jobs import Events, Job
 
 
 class Held(NamedTuple):
@@ -38,11 +27,6 @@ class Held(NamedTuple):
     state: str
     job: str
     active: bool
-
-
-class Events(Protocol):
-    def started(self, trial_id: str) -> None: ...
-    def finished(self, trial_id: str, status: Status | str) -> None: ...
 
 
 @dataclass(frozen=True, kw_only=True)
