@@ -22,9 +22,9 @@ def _duration(seconds: float) -> str:
 class SweepProgress:
     """Implements the backends' Events protocol (started / finished)."""
 
-    def __init__(self, labels: dict[str, str], console: Console):
-        self.labels, self.console = labels, console
-        self.total = len(labels)
+    def __init__(self, labels: dict[str, str], console: Console, total: int | None = None):
+        self.labels, self.console = dict(labels), console
+        self.total = len(labels) if total is None else total  # a search's trials are labelled as they start
         self.running: set[str] = set()
         self.counts = {Status.COMPLETED: 0, Status.FAILED: 0, Status.DIVERGED: 0}
         self.start = time.monotonic()
@@ -62,7 +62,9 @@ class SweepProgress:
         if self._bar:
             self._bar.update(self._task, completed=self.done, info=self.info())
 
-    def started(self, trial_id: str) -> None:
+    def started(self, trial_id: str, label: str | None = None) -> None:
+        if label is not None:
+            self.labels[trial_id] = label
         self.running.add(trial_id)
         self._refresh()
 
@@ -72,5 +74,5 @@ class SweepProgress:
         if self._bar:
             self._refresh()
         else:
-            self.console.print(f"[{self.done}/{self.total}] {status:9} {trial_id} {self.labels[trial_id]}  ({self.info()})",
+            self.console.print(f"[{self.done}/{self.total}] {status:9} {trial_id} {self.labels.get(trial_id, '')}  ({self.info()})",
                                highlight=False)

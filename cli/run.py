@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import math
 import shutil
@@ -220,8 +221,12 @@ def run_search(spec, store, backend, args, created: bool, console: Console) -> i
     s = spec.search
     console.print(f"{spec.name} [{spec.profile} profile]: Optuna search, {s.n_trials} trials, {s.sampler} sampler, "
                   f"{s.pruner} pruner, on {backend.name} -> {store.root}")
-    study = search.run(spec, store, backend, launch_meta(spec), args.optuna_storage,
-                       lambda jobs, b: run_on(jobs, b, console))
+    from .progress import SweepProgress
+
+    # an asynchronous backend's trials start one by one, under one progress; the others' batch by batch
+    with SweepProgress({}, console, total=s.n_trials) if backend.asynchronous else contextlib.nullcontext() as progress:
+        study = search.run(spec, store, backend, launch_meta(spec), args.optuna_storage,
+                           lambda jobs, b: run_on(jobs, b, console), progress)
     for line in search.summary(study):
         console.print(line)
     df = store.trials().to_pandas()

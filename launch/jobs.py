@@ -34,6 +34,11 @@ class Pruned(Exception):
     """Raised by a ``report`` callback to stop a trial early; it is recorded as ``pruned``."""
 
 
+class WorkerDied(RuntimeError):
+    """The process running a job died under it (killed by a signal, out of memory): the job may
+    run again, resuming from its last epoch checkpoint."""
+
+
 class Events(Protocol):
-    def started(self, trial_id: str) -> None: ...
+    def started(self, trial_id: str, label: str | None = None) -> None: ...
     def finished(self, trial_id: str, status: Status | str) -> None: ...

@@ -1,16 +1,18 @@
 """Optuna search (a spec's ``search:``): the search produces trials, any backend runs them.
 
-The launcher asks the study for as many points as the backend runs at once
+The launcher asks the study for points, as many as the backend runs at once
 (``Backend.slots``), turns each into a trial - it overrides the grid's first block,
 is expanded and validated like a grid point, and is content-addressed in the store
 (a point already completed there is not rerun, its stored value is told to Optuna) -
 runs them on the backend like grid trials, tells the study how each ended, and asks
 again until the study holds ``n_trials``. A running trial reports its per-epoch
-primary metric to the study itself (``reporter``: the study's storage is shared, a
+primary metric to the study itself (``StudyReporter``: the study's storage is shared, a
 journal file in the sweep directory by default or an RDB URL, ``--optuna-storage``,
 on a cluster) and stops when the pruner says so; it is recorded as ``pruned`` with
-its last epoch. Ours: points are asked a batch at a time, so a batch waits for its
-slowest trial before the next is sampled.
+its last epoch. Ours: on an asynchronous backend (local) a point is asked the
+moment a slot frees; elsewhere a backend's worth at a time, so that a batch waits for its
+slowest trial. TPE samples with ``constant_liar``: a running trial counts as a poor
+result, so that the points asked while it runs are not drawn next to it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import optuna
 from records import Status
 
 from .expand import Trial, expand
+from .backends.base import Running
 from .jobs import Job, Pruned
 from .spec import SpecError, SweepSpec
 
@@ -38,7 +41,9 @@ def sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
     s = spec.search
     if s.sampler == "grid":  # the spec guarantees choices for every parameter
         return optuna.samplers.GridSampler({k: p.choices for k, p in s.space.items()}, seed=s.seed)
-    return {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}[s.sampler](seed=s.seed)
+    if s.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=s.seed, constant_liar=True)
+    return optuna.samplers.RandomSampler(seed=s.seed)
 
 
 _PRUNERS = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
@@ -76,37 +81,84 @@ def load_study(spec: SweepSpec, store_root: Path, url: str | None) -> optuna.Stu
                                sampler=sampler(spec), pruner=pruner(spec), direction=direction, load_if_exists=True)
 
 
-def run(spec: SweepSpec, store, backend, meta: dict, url: str | None, run_jobs) -> optuna.Study:
-    """Ask, run on ``backend`` (through ``run_jobs(jobs, backend) -> ended``), tell, until the study
-    holds ``n_trials`` trials. Returns the study."""
+def run(spec: SweepSpec, store, backend, meta: dict, url: str | None, run_jobs, events=None) -> optuna.Study:
+    """Ask, run on ``backend``, tell, until the study holds ``n_trials`` trials. Returns the study.
+
+    On an asynchronous backend (``Backend.asynchronous``: the local one) a point is asked the
+    moment a slot frees, and told the moment its trial ends (``events`` hears each start and
+    end). Elsewhere (a Tune run, a SLURM array) a backend's worth of points runs as one batch
+    through ``run_jobs(jobs, backend) -> ended``, and the next is asked when all have ended."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(spec, store.root, url)
-    metric = _task(spec).primary
+    point = _Points(spec, store, study, meta, url)
+    if backend.asynchronous:
+        running, points = Running(backend, events), {}  # trial id -> the points its trial answers
+        try:
+            while running or len(study.trials) < spec.search.n_trials:
+                while running.free and len(study.trials) < spec.search.n_trials:
+                    asked = point.ask()
+                    if asked is None:
+                        continue
+                    p, t, job = asked
+                    if t.id in points:  # the same point asked again: told when its trial ends
+                        points[t.id].append((p, t))
+                    elif job is None:  # completed before: told from the store
+                        point.tell(p, t)
+                    else:
+                        points[t.id] = [(p, t)]
+                        running.start(job, t.label)
+                for job, _ in running.ended() if running else ():
+                    events.finished(job.trial_id, [point.tell(p, t) for p, t in points.pop(job.trial_id)][0])
+        finally:
+            backend.close()
+        return load_study(spec, store.root, url)
     while len(study.trials) < spec.search.n_trials:
-        asked = [study.ask() for _ in range(min(backend.slots, spec.search.n_trials - len(study.trials)))]
-        trials, jobs = {}, {}
-        for point in asked:
-            try:
-                t = trial_for(spec, {k: suggest(point, k, p) for k, p in spec.search.space.items()})
-            except SpecError:  # a sampled combination the model does not allow (e.g. vrnn + sih)
-                study.tell(point, state=optuna.trial.TrialState.PRUNED)
-                continue
-            point.set_user_attr("trial_id", t.id)
-            trials[point.number] = (point, t)
-            if store.status(t.id) != Status.COMPLETED and t.id not in jobs:  # the same point twice runs once
-                report = StudyReporter(str(store.root), url, study.study_name, point._trial_id, spec.search.pruner,
-                                       metric, t.config.total_epochs)
-                jobs[t.id] = Job(t.id, t.config.to_dict(), str(store.root), {**meta, "label": t.label}, report)
+        asked = [a for a in (point.ask() for _ in range(min(backend.slots, spec.search.n_trials - len(study.trials))))
+                 if a is not None]
+        jobs = {job.trial_id: job for _, _, job in asked if job is not None}  # the same point twice runs once
         if jobs and not run_jobs(list(jobs.values()), backend):
             raise RuntimeError(f"the {backend.name} backend only submitted the trials; a search must see them end")
-        for point, t in trials.values():
-            status = store.status(t.id)
-            if status == Status.COMPLETED:
-                study.tell(point, float(store.row(t.id, [metric])[metric]), skip_if_finished=True)
-            else:
-                state = optuna.trial.TrialState.PRUNED if status == Status.PRUNED else optuna.trial.TrialState.FAIL
-                study.tell(point, state=state, skip_if_finished=True)
+        for p, t, _ in asked:
+            point.tell(p, t)
     return load_study(spec, store.root, url)
+
+
+class _Points:
+    """The study's points as the sweep's trials: ``ask`` one (a sampled combination the model does
+    not allow is told pruned at once, None), ``tell`` how its trial ended, from the store."""
+
+    def __init__(self, spec: SweepSpec, store, study: optuna.Study, meta: dict, url: str | None):
+        self.spec, self.store, self.study, self.meta, self.url = spec, store, study, meta, url
+        self.metric = _task(spec).primary
+
+    def ask(self) -> tuple[optuna.Trial, Trial, Job | None] | None:
+        """A point, its trial and the job that runs it (None: recorded completed already)."""
+        p = self.study.ask()
+        try:
+            t = trial_for(self.spec, {k: suggest(p, k, s) for k, s in self.spec.search.space.items()})
+        except SpecError:  # a sampled combination the model does not allow (e.g. vrnn + sih)
+            self.study.tell(p, state=optuna.trial.TrialState.PRUNED)
+            return None
+        p.set_user_attr("trial_id", t.id)
+        if self.store.status(t.id) == Status.COMPLETED:
+            return p, t, None
+        report = StudyReporter(str(self.store.root), self.url, self.study.study_name, p._trial_id,
+                               self.spec.search.pruner, self.metric, t.config.total_epochs)
+        return p, t, Job(t.id, t.config.to_dict(), str(self.store.root), {**self.meta, "label": t.label}, report)
+
+    def tell(self, p: optuna.Trial, t: Trial) -> str:
+        """Tell the study how ``t`` ended, as the store records it; returns that status."""
+        status = self.store.status(t.id)
+        if status == Status.COMPLETED:
+            told = dict(values=float(self.store.row(t.id, [self.metric])[self.metric]))
+        else:
+            told = dict(state=optuna.trial.TrialState.PRUNED if status == Status.PRUNED else optuna.trial.TrialState.FAIL)
+        try:
+            self.study.tell(p, skip_if_finished=True, **told)
+        except RuntimeError as e:  # the grid sampler's last point calls study.stop(), which only optimize()
+            if "Study.stop" not in str(e):  # allows; the trial was told all the same (optuna stores it first)
+                raise
+        return status or Status.FAILED
 
 
 class StudyReporter:

@@ -43,6 +43,31 @@ def test_local_search_with_pruning_and_rerun(write_spec, tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(results / "trials"), df)
 
 
+def test_a_local_slot_that_frees_takes_the_next_point_at_once(write_spec, tmp_path):
+    """Trials of 1 and 40 epochs on 2 local slots: when a short one ends, the next point is
+    asked and started while the long one runs (a batch of 2 would wait for it). Each point's
+    value is told to the study as its trial ends."""
+    spec = dict(SEARCH, name="asyncsearch",
+                search={"n_trials": 6, "sampler": "grid", "pruner": "none", "seed": 0,
+                        "space": {"train.epochs": {"choices": [1, 40]}, "hidden_dim": {"choices": [2, 4, 8]}}})
+    results = tmp_path / "r"
+    out = sweep(write_spec(spec), "--results-dir", results, "--workers", "2")
+    assert out.returncode == 0, out.stdout + out.stderr
+    df = pd.read_parquet(results / "trials").sort_values("started_at")
+    assert len(df) == 6 and (df.status == "completed").all()
+    overlaps = [(a.label, b.label) for i, a in enumerate(df.itertuples()) for b in df.iloc[i + 1:].itertuples()
+                if (b.started_at - a.started_at).total_seconds() > 0.5 and b.started_at < a.finished_at]
+    assert overlaps, df[["label", "started_at", "finished_at"]]  # a trial started while an earlier one ran on
+    assert "[6/6] completed" in out.stdout  # one progress over the whole search
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    storage = JournalStorage(JournalFileBackend(str(results / "optuna.journal")))
+    (name,) = optuna.get_all_study_names(storage)
+    told = optuna.load_study(study_name=name, storage=storage).trials
+    assert [t.state.name for t in told] == ["COMPLETE"] * 6 and all(t.value > 0 for t in told)
+
+
 @pytest.mark.slow
 def test_ray_search_prunes_through_the_study(ray_cluster, write_spec, tmp_path):
     spec, results = write_spec(SEARCH), tmp_path / "r"

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
 from prernn.settings import Section, setting
+from records import Status
 
-from ..jobs import Events, Job
+from ..jobs import Events, Job, WorkerDied
 
 
 class Held(NamedTuple):
@@ -45,6 +46,8 @@ class Backend:
     Options: ClassVar[type[Section]]
     slots: int = 1  # trials it runs at once (a search asks for this many points at a time)
     ends_trials: bool = True  # ``run`` returns once its trials have ended (a queue may only submit them)
+    asynchronous: ClassVar[bool] = False  # submit / wait / outcome: jobs one by one, as slots free
+    max_failures: int = 0  # times a job whose worker died runs again
 
     def __init__(self, spec, options: Section):
         self.spec, self.options = spec, options
@@ -58,6 +61,35 @@ class Backend:
         """Run every job; True when they have all ended, False when only submitted (queue backends)."""
         raise NotImplementedError
 
+    # an asynchronous backend (``asynchronous``) runs jobs one by one, like concurrent.futures:
+    def submit(self, job: Job):
+        """Start ``job`` in a free slot (fewer than ``slots`` running); returns its handle."""
+        raise NotImplementedError
+
+    def wait(self, handles) -> set:
+        """Block until at least one of ``handles`` has ended; returns those that have (FIRST_COMPLETED)."""
+        raise NotImplementedError
+
+    def outcome(self, handle) -> str:
+        """The recorded status of an ended job, its slot freed (raises ``WorkerDied``)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the workers (every outcome is recorded already)."""
+
+    def run_each(self, jobs: list[Job], events: Events) -> bool:
+        """``run`` on an asynchronous backend: each job submitted as soon as a slot is free."""
+        queue, running = list(jobs), Running(self, events)
+        try:
+            while queue or running:
+                while queue and running.free:
+                    running.start(queue.pop(0))
+                for job, status in running.ended():
+                    events.finished(job.trial_id, status)
+        finally:
+            self.close()
+        return True
+
     def held(self, store_root) -> dict[str, Held]:
         """Trials of this sweep the backend's scheduler knows, by trial id (none: nothing outlives the launcher)."""
         return {}
@@ -69,3 +101,47 @@ class Backend:
     def cancel_trials(self, store_root, trial_ids: set[str]) -> str:
         """End these active trials (hung, or the user cancelled the sweep); says what it cancelled ('' for nothing)."""
         return ""
+
+
+class Running:
+    """The jobs in an asynchronous backend's slots: ``start`` one where a slot is free, and
+    ``ended`` waits for the first to end (FIRST_COMPLETED) and says how each did. A job whose
+    worker died starts again (from its last checkpoint) up to the backend's ``max_failures``
+    times, and is then recorded as failed."""
+
+    def __init__(self, backend: Backend, events: Events):
+        self.backend, self.events = backend, events
+        self.handles: dict = {}  # handle -> job
+        self.deaths: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.handles)
+
+    @property
+    def free(self) -> bool:
+        return len(self.handles) < self.backend.slots
+
+    def start(self, job: Job, label: str | None = None) -> None:
+        self.handles[self.backend.submit(job)] = job
+        self.events.started(job.trial_id, label)
+
+    def ended(self) -> list[tuple[Job, str]]:
+        """(job, recorded status) of each job that has ended by the time one has."""
+        out = []
+        for handle in self.backend.wait(set(self.handles)):
+            job = self.handles.pop(handle)
+            try:
+                out.append((job, self.backend.outcome(handle)))
+                continue
+            except WorkerDied:
+                self.deaths[job.trial_id] = dead = self.deaths.get(job.trial_id, 0) + 1
+            if dead <= self.backend.max_failures:
+                self.handles[self.backend.submit(job)] = job  # again, from its last checkpoint
+                continue
+            from ..runner import record_stopped
+
+            record_stopped(job, Status.FAILED, error=(
+                f"WorkerDied: its worker process died {dead} times (killed by a signal, e.g. out of memory); "
+                "rerun with --retry-failed to resume from its last checkpoint"))
+            out.append((job, Status.FAILED))
+        return out

@@ -15,13 +15,13 @@ import multiprocessing as mp
 import os
 import signal
 import sys
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 
 from prernn.settings import setting
-from records import Status
 
+from ..jobs import WorkerDied
 from .base import Backend, Events, Job, Retries
 
 
@@ -89,12 +89,15 @@ class LocalOptions(Retries):
 class LocalBackend(Backend):
     name = "local"
     Options = LocalOptions
+    asynchronous = True
 
     def __init__(self, spec, options: LocalOptions):
         super().__init__(spec, options)
         self.threads, self.gpus = spec.resources.cpus, spec.resources.gpus
         self.workers = self.slots = options.workers or default_workers(self.threads, self.gpus)
         self.max_failures = options.max_failures
+        self._pools: list[ProcessPoolExecutor | None] = [None] * self.slots  # one single-process pool per slot
+        self._busy: dict[int, Future] = {}  # slot -> the job running there
 
     def _slot(self, i: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_init_worker,
@@ -104,43 +107,35 @@ class LocalBackend(Backend):
         """One single-process pool per slot: a worker that dies (SIGKILL, out of memory)
         takes only its own trial down. That trial runs again, resuming from its last
         epoch checkpoint, up to ``max_failures`` times; then it is recorded as failed."""
-        from ..runner import record_stopped
+        return self.run_each(jobs, events)
 
-        if not jobs:
-            return True
-        slots = [self._slot(i) for i in range(min(self.workers, len(jobs)))]
-        queue, running, free = list(jobs), {}, list(range(len(slots)))
-        deaths: dict[str, int] = {}
+    def submit(self, job: Job) -> Future:
+        i = next(i for i in range(self.slots) if i not in self._busy)
+        if self._pools[i] is None:
+            self._pools[i] = self._slot(i)
         try:
-            while queue or running:
-                while queue and free:  # submit only what can start now
-                    i, job = free.pop(), queue.pop(0)
-                    try:
-                        fut = slots[i].submit(_run, job, "local")
-                    except BrokenProcessPool:  # its idle worker died since its last trial
-                        slots[i] = self._slot(i)
-                        fut = slots[i].submit(_run, job, "local")
-                    running[fut] = (i, job)
-                    events.started(job.trial_id)
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    i, job = running.pop(fut)
-                    free.append(i)
-                    try:
-                        events.finished(job.trial_id, fut.result())
-                        continue
-                    except BrokenProcessPool:
-                        slots[i].shutdown(wait=False)
-                        slots[i] = self._slot(i)
-                    deaths[job.trial_id] = deaths.get(job.trial_id, 0) + 1
-                    if deaths[job.trial_id] <= self.max_failures:
-                        queue.insert(0, job)  # again, from its last checkpoint
-                        continue
-                    record_stopped(job, Status.FAILED, error=(
-                        f"WorkerDied: its worker process died {deaths[job.trial_id]} times (killed by a signal, "
-                        "e.g. out of memory); rerun with --retry-failed to resume from its last checkpoint"))
-                    events.finished(job.trial_id, Status.FAILED)
-        finally:  # every outcome is already recorded: idle workers need not be joined
-            for slot in slots:
-                slot.shutdown(wait=False, cancel_futures=True)
-        return True
+            fut = self._pools[i].submit(_run, job, "local")
+        except BrokenProcessPool:  # its idle worker died since its last trial
+            self._pools[i] = self._slot(i)
+            fut = self._pools[i].submit(_run, job, "local")
+        self._busy[i] = fut
+        return fut
+
+    def wait(self, handles) -> set:
+        return wait(handles, return_when=FIRST_COMPLETED).done
+
+    def outcome(self, handle: Future) -> str:
+        i = next(i for i, fut in self._busy.items() if fut is handle)
+        del self._busy[i]
+        try:
+            return handle.result()
+        except BrokenProcessPool:
+            self._pools[i].shutdown(wait=False)
+            self._pools[i] = None  # a fresh worker for the slot's next trial
+            raise WorkerDied(f"the worker of local slot {i} died") from None
+
+    def close(self) -> None:  # every outcome is already recorded: idle workers need not be joined
+        for pool in self._pools:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+        self._pools = [None] * self.slots
