@@ -37,7 +37,7 @@ TRIVIAL = {
 
 
 class Quiet:
-    def started(self, trial_id): pass
+    def started(self, trial_id, label=None): pass
     def finished(self, trial_id, status): pass
 
 

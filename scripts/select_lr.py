@@ -111,7 +111,7 @@ def main(argv=None) -> int:
 
 
 class _Lines:
-    def started(self, trial_id: str) -> None:
+    def started(self, trial_id: str, label: str | None = None) -> None:
         pass
 
     def finished(self, trial_id: str, status: str) -> None:
