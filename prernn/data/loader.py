@@ -11,8 +11,8 @@ Real datasets (``LazyFrames``: a video is decoded when read) are read by
 ``workers`` processes of a torch ``DataLoader`` (ours): persistent across epochs,
 each keeping ``prefetch`` batches ready, batches in pinned memory when the trial
 trains on CUDA; for such a trial the augmentation's warp waits for the GPU
-(``warp_on_device``; the workers draw the transforms). Data already in memory (the generated mini datasets, cached features)
-are sliced here: a worker would only copy them.
+(``warp_on_device``; the workers draw the transforms). Data already in memory (the
+generated mini datasets, cached features) are sliced here: a worker would only copy them.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class _Batch(Dataset):
     def __init__(self, split: Split, augment: Augment | None, warp_later: bool = False):
         self.split, self.augment, self.warp_later = split, augment, warp_later
 
-    def __getitem__(self, key: tuple[list[int], int | None, bool]) -> tuple[Tensor, Tensor]:
+    def __getitem__(self, key: tuple[list[int], int | None, bool]) -> tuple[Tensor, ...]:
         idx, seed, augment = key
         split = self.split if seed is None or self.split.redraw is None else _drawn(self.split, seed)
         frames, targets = split.frames[idx], split.targets[idx]
@@ -145,7 +145,7 @@ class Batches:
         return self.split.targets
 
     def epoch(self, order: Tensor | None = None, seed: int | None = None, augment: bool = False
-              ) -> Iterator[tuple[Tensor, Tensor]]:
+              ) -> Iterator[tuple[Tensor, ...]]:
         """The batches of one pass over ``order`` (default: in order). ``seed``: the epoch's, from
         which a split drawn afresh every epoch draws its sequences and, with ``augment``, each
         sequence its transform. Yields (frames, targets), or with ``warp_on_device``
