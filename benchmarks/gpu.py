@@ -53,7 +53,7 @@ from prernn.data import to_input  # noqa: E402
 from prernn.tasks import TASKS  # noqa: E402
 from prernn.train.device import Placement  # noqa: E402
 from prernn.train.recipes import make_optimizer  # noqa: E402
-from prernn.trial import build_network  # noqa: E402
+from prernn.trial import build_network, data_workers  # noqa: E402
 
 NETWORKS = {
     "vgg16": dict(task="face", backbone="vgg16", cell="lstm",
@@ -234,12 +234,6 @@ def input_rate(workers: int, epochs: int = 2, batch: int = 8, frames: int = 16, 
             "jpegs_per_frame": {"spatial": 1, "temporal": 2 * flow_stack}}
 
 
-def trial_workers() -> int:
-    """What a trial given every CPU of this machine reads with (``prernn.trial.data_workers``)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(cores - 1, 0)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
@@ -262,7 +256,7 @@ def main() -> int:
     print(f"GPU: {torch.cuda.get_device_name(0)}, batch {a.batch}, {a.steps} timed steps after {a.warmup}")
     rows = measure_all(a.networks, a.precision, a.steps, a.warmup, a.batch, a.json)
     if a.input_epochs > 0:
-        workers = trial_workers()
+        workers = data_workers(config("resnet50", "bf16"))  # a trial's readers, given this machine's CPUs
         try:
             got = input_rate(workers, a.input_epochs, a.batch)
         except Exception as e:  # noqa: BLE001 - the model's rows are on disk already
