@@ -62,22 +62,23 @@ def _warp(x: Tensor, theta: Tensor, dtype: torch.dtype) -> Tensor:
 
 def warp_frames(frames: Tensor, t: dict) -> Tensor:
     """(T, C, H, W) or (T, C, L, H, W) clips, uint8 or float -> same shape: output pixel u
-    samples input pixel (±u_x / s + tx, u_y / s + ty) in [-1, 1] coordinates (outside: zeros)."""
-    if frames.dim() == 5:  # C3D clips: every frame of every clip alike
-        T, C, L, H, W = frames.shape
-        flat = frames.permute(0, 2, 1, 3, 4).reshape(T * L, C, H, W)
-        return warp_frames(flat, t).reshape(T, L, C, H, W).permute(0, 2, 1, 3, 4)
-    theta = torch.tensor(_theta(t), device=frames.device)
-    return _warp(frames.float(), theta.expand(len(frames), 2, 3), frames.dtype)
+    samples input pixel (±u_x / s + tx, u_y / s + ty) in [-1, 1] coordinates (outside: zeros);
+    every frame of every clip alike."""
+    return _warp_sequences(frames[None], [t])[0]
 
 
 def warp_batch(frames: Tensor, transforms: Tensor, flow: bool = False) -> Tensor:
     """(B, T, C, H, W) frames or (B, T, C, L, H, W) clips (or flow, ``flow``), on any device, each
-    sequence under its row of ``transforms`` ((B, 4): s, tx, ty, flip; ``as_rows``): what
-    ``warp_frames`` / ``warp_flow`` give sequence by sequence, in one ``grid_sample``."""
+    sequence under its row of ``transforms`` ((B, 4) on the CPU: s, tx, ty, flip; ``as_rows``):
+    what ``warp_frames`` / ``warp_flow`` give sequence by sequence, in one ``grid_sample``."""
+    return _warp_sequences(frames, [{"s": s, "tx": tx, "ty": ty, "flip": bool(f)}
+                                    for s, tx, ty, f in transforms.tolist()], flow)
+
+
+def _warp_sequences(frames: Tensor, ts: list[dict], flow: bool = False) -> Tensor:
+    """Sequence b of (B, T, ...) frames (or flow) under transform ``ts[b]``, all in one grid_sample
+    (the maps made in Python floats, then float32)."""
     B, T = frames.shape[:2]
-    rows = transforms.tolist()  # (B, 4) floats: the maps are made in Python floats, as warp_frames makes them
-    ts = [{"s": s, "tx": tx, "ty": ty, "flip": bool(f)} for s, tx, ty, f in rows]
     clips = frames.dim() == 6
     x = frames.transpose(2, 3) if clips else frames  # (B, T, L, C, H, W): a clip's frames next to each other
     per_seq = T * (x.shape[2] if clips else 1)
@@ -85,7 +86,7 @@ def warp_batch(frames: Tensor, transforms: Tensor, flow: bool = False) -> Tensor
     theta = torch.tensor([_theta(t) for t in ts], device=frames.device).repeat_interleave(per_seq, 0)
     if not flow:
         out = _warp(flat.float(), theta, frames.dtype)
-    else:
+    else:  # a field of displacements: moved like the frames (outside: 0, no motion), then scaled
         moved = _warp(flat.float() - 128, theta, torch.float32)
         gain = torch.tensor([_gain(t, flat.shape[1]) for t in ts], device=frames.device)
         moved = moved.view(B, per_seq, *flat.shape[1:]) * gain[:, None, :, None, None]
@@ -107,9 +108,7 @@ def _gain(t: dict, channels: int) -> list[float]:
 def warp_flow(flow: Tensor, t: dict) -> Tensor:
     """(T, 2K, H, W) uint8 flow (u, v interleaved, 128 = none) -> the flow of the warped video:
     moved like the frames (outside: no motion), scaled by the zoom, u negated on a flip."""
-    moved = warp_frames(flow.float() - 128, t)  # outside the frame: 0 = no motion
-    gain = torch.tensor(_gain(t, flow.shape[1])).view(-1, 1, 1)  # u, the x component, negated on a flip
-    return (moved * gain + 128).round().clamp(0, 255).to(torch.uint8)
+    return _warp_sequences(flow[None], [t], flow=True)[0]
 
 
 def warp_landmarks(points: Tensor, t: dict) -> Tensor:
