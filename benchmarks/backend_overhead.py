@@ -22,8 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
-from launch.backends import Job, create  # noqa: E402
+from launch.backends import create  # noqa: E402
 from launch.expand import expand  # noqa: E402
+from launch.launcher import Launcher  # noqa: E402
 from launch.spec import SweepSpec  # noqa: E402
 from prernn.settings import parse  # noqa: E402
 
@@ -34,11 +35,6 @@ TRIVIAL = {
     "train": {"epochs": 1, "batch_size": 1, "lr": 0.01, "schedule": "constant"},
     "grid": [{"model": "traditional", "cell": "vrnn", "hidden_dim": 2}],
 }
-
-
-class Quiet:
-    def started(self, trial_id, label=None): pass
-    def finished(self, trial_id, status): pass
 
 
 def main() -> None:
@@ -54,10 +50,11 @@ def main() -> None:
     spec = parse(SweepSpec, {**TRIVIAL, "seeds": list(range(a.trials))})
     trials = expand(spec)
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as root:  # SLURM jobs must see it
-        jobs = [Job(t.id, t.config.to_dict(), root, {"sweep": "overhead", "profile": "mini", "label": t.label}) for t in trials]
         backend = create(a.backend, spec, options)
         start, wall_start = time.perf_counter(), time.time()
-        backend.run(jobs, Quiet())
+        with Launcher(spec, trials, Path(root), backend) as launcher:  # the CLI's loop, without its printing
+            launcher.start(trials)
+            launcher.run(trials)
         makespan = time.perf_counter() - start
         df = pd.read_parquet(Path(root) / "trials")
     assert len(df) == a.trials and (df.status == "completed").all()

@@ -3,7 +3,7 @@
     prernn-sweep SPEC [--profile mini|paper] [--backend local|ray|slurm] [--dry-run]
                       [--set key=value ...] [--results-dir DIR] [backend options]
     prernn-sweep status SPEC [--profile ...] [--set ...] [--results-dir DIR]
-    prernn-sweep cancel SPEC [...]          cancel the sweep's queued/running jobs
+    prernn-sweep cancel SPEC [...]          stop the sweep: its launcher's running trials, its SLURM jobs
     prernn-sweep report SPEC [...] [--output FILE]   one self-contained HTML report
     prernn-sweep summary SPEC [...]         the claims and the table, from the store (read-only)
 
@@ -12,7 +12,8 @@ otherwise; the tables and claims use exactly the trials the spec expands to now
 (profile and --set applied) and say what else the store holds.
 
 (``python launch/sweep.py`` is the same command.) Exit codes: 0 every trial of the
-spec completed, 1 some failed or diverged, 2 bad input (nothing is written).
+spec completed, 1 some failed or diverged, 2 bad input (nothing is written), 3 cancelled
+(``cancel``: a rerun resumes the stopped trials).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def add_backend_options(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("backend options (a flag is refused by a backend that does not take it)")
     for name, (f, ann, backends) in options().items():
         rule = f.metadata.get("rule")
-        text = f"{rule.doc if rule else ''} [{', '.join(backends)}]"
+        text = f"{rule.doc if rule else ''} [{', '.join(backends)}]".replace("%", "%%")  # argparse formats help
         args = [f"--{name.replace('_', '-')}"]
         kinds = [a for a in typing.get_args(ann) if a is not type(None)]  # fields_of resolves annotations
         kind = (kinds or [ann])[0]

@@ -143,7 +143,10 @@ def status(spec, trials, results: Path, lost_after: float, console: Console) -> 
 
 
 def cancel(spec, results: Path, console: Console) -> int:
+    """Stop the sweep wherever it runs: the launcher holding its store (local, Ray, a SLURM
+    ``--wait``) cancels its running trials and starts no more; the jobs a scheduler holds are cancelled."""
     from launch.backends import all_backends
+    from launch.launcher import request_cancel
 
     done = []
     for backend in all_backends(spec):
@@ -154,8 +157,13 @@ def cancel(spec, results: Path, console: Console) -> int:
             return 1
         if what:
             done.append(what)
+    try:  # after the scheduler's: a launcher following SLURM jobs ends once they have
+        done += [what for what in [request_cancel(results)] if what]
+    except TimeoutError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     if not done:
-        console.print(f"{spec.name}: no queued or running jobs in {results}")
+        console.print(f"{spec.name}: no launcher, queued or running jobs in {results}")
         return 0
     console.print(f"{spec.name}: cancelled {'; '.join(done)}")
     return 0

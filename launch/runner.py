@@ -76,6 +76,7 @@ def execute(job: Job, report=None) -> Status:
     fcntl.flock(claim, fcntl.LOCK_EX)
     if store.status(trial_id) == Status.COMPLETED:  # someone else finished it while we waited
         return Status.COMPLETED
+    (run_dir / "cancelled").unlink(missing_ok=True)  # cancelled before: it runs again now
     log_file = open(run_dir / "log.txt", "a", buffering=1)
 
     def log(msg: str) -> None:

@@ -9,8 +9,8 @@ again until the study holds ``n_trials``. A running trial reports its per-epoch
 primary metric to the study itself (``StudyReporter``: the study's storage is shared, a
 journal file in the sweep directory by default or an RDB URL, ``--optuna-storage``,
 on a cluster) and stops when the pruner says so; it is recorded as ``pruned`` with
-its last epoch. Ours: on an asynchronous backend (local) a point is asked the
-moment a slot frees; elsewhere a backend's worth at a time, so that a batch waits for its
+its last epoch. Ours: on an asynchronous backend (local, Ray) a point is asked the
+moment a slot frees; on SLURM a backend's worth at a time, so that a batch waits for its
 slowest trial. TPE samples with ``constant_liar``: a running trial counts as a poor
 result, so that the points asked while it runs are not drawn next to it.
 """
@@ -24,7 +24,6 @@ import optuna
 from records import Status
 
 from .expand import Trial, expand
-from .backends.base import Running
 from .jobs import Job, Pruned
 from .spec import SpecError, SweepSpec
 
@@ -37,13 +36,16 @@ def suggest(trial: optuna.Trial, name: str, p):
     return trial.suggest_float(name, p.low, p.high, log=p.log)
 
 
-def sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+def sampler(spec: SweepSpec, resumed_at: int = 0) -> optuna.samplers.BaseSampler:
+    """The spec's sampler, seeded with ``search.seed``; a search resumed with ``resumed_at`` points in
+    its study draws from ``seed + resumed_at`` (ours: seeded afresh, it would draw its first points again)."""
     s = spec.search
+    seed = s.seed + resumed_at
     if s.sampler == "grid":  # the spec guarantees choices for every parameter
-        return optuna.samplers.GridSampler({k: p.choices for k, p in s.space.items()}, seed=s.seed)
+        return optuna.samplers.GridSampler({k: p.choices for k, p in s.space.items()}, seed=seed)
     if s.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=s.seed, constant_liar=True)
-    return optuna.samplers.RandomSampler(seed=s.seed)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 _PRUNERS = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
@@ -77,50 +79,75 @@ def trial_for(spec: SweepSpec, params: dict) -> Trial:
 
 def load_study(spec: SweepSpec, store_root: Path, url: str | None) -> optuna.Study:
     direction = "minimize" if _task(spec).mode == "min" else "maximize"
-    return optuna.create_study(study_name=f"{spec.name}-{spec.profile}", storage=storage(store_root, url),
-                               sampler=sampler(spec), pruner=pruner(spec), direction=direction, load_if_exists=True)
+    study = optuna.create_study(study_name=f"{spec.name}-{spec.profile}", storage=storage(store_root, url),
+                                sampler=sampler(spec), pruner=pruner(spec), direction=direction, load_if_exists=True)
+    if study.trials:
+        study.sampler = sampler(spec, len(study.trials))
+    return study
 
 
-def run(spec: SweepSpec, store, backend, meta: dict, url: str | None, run_jobs, events=None) -> optuna.Study:
-    """Ask, run on ``backend``, tell, until the study holds ``n_trials`` trials. Returns the study.
+def run(launcher, url: str | None) -> optuna.Study:
+    """Ask, run on the launcher's backend, tell, until the study holds ``n_trials`` trials. Returns the study.
 
-    On an asynchronous backend (``Backend.asynchronous``: the local one) a point is asked the
-    moment a slot frees, and told the moment its trial ends (``events`` hears each start and
-    end). Elsewhere (a Tune run, a SLURM array) a backend's worth of points runs as one batch
-    through ``run_jobs(jobs, backend) -> ended``, and the next is asked when all have ended."""
+    On an asynchronous backend (local, Ray) a point is asked the moment a slot frees and told
+    the moment its trial ends (``Launcher.drive``). Elsewhere (a SLURM array) a backend's worth
+    of points runs as one batch, and the next is asked when all have ended."""
+    spec, store, backend = launcher.spec, launcher.store, launcher.backend
+    n = spec.search.n_trials
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(spec, store.root, url)
-    point = _Points(spec, store, study, meta, url)
+    requeue(study)
+    point = _Points(spec, store, study, launcher.meta, url)
     if backend.asynchronous:
-        running, points = Running(backend, events), {}  # trial id -> the points its trial answers
-        try:
-            while running or len(study.trials) < spec.search.n_trials:
-                while running.free and len(study.trials) < spec.search.n_trials:
-                    asked = point.ask()
-                    if asked is None:
-                        continue
-                    p, t, job = asked
-                    if t.id in points:  # the same point asked again: told when its trial ends
-                        points[t.id].append((p, t))
-                    elif job is None:  # completed before: told from the store
-                        point.tell(p, t)
-                    else:
-                        points[t.id] = [(p, t)]
-                        running.start(job, t.label)
-                for job, _ in running.ended() if running else ():
-                    events.finished(job.trial_id, [point.tell(p, t) for p, t in points.pop(job.trial_id)][0])
-        finally:
-            backend.close()
+        points: dict[str, list] = {}  # trial id -> the points its running trial answers
+
+        def next_job() -> Job | None:
+            while asked(study) < n:
+                point_asked = point.ask()
+                if point_asked is None:
+                    continue
+                p, t, job = point_asked
+                if t.id in points:  # the same point asked again: told when its trial ends
+                    points[t.id].append((p, t))
+                elif job is None:  # completed before: told from the store
+                    point.tell(p, t)
+                else:
+                    points[t.id] = [(p, t)]
+                    return job
+            return None
+
+        def ended(job: Job, _status: str) -> None:
+            for p, t in points.pop(job.trial_id):
+                point.tell(p, t)
+
+        with launcher.progress({}, n) as events:
+            launcher.drive(next_job, ended, events)
         return load_study(spec, store.root, url)
-    while len(study.trials) < spec.search.n_trials:
-        asked = [a for a in (point.ask() for _ in range(min(backend.slots, spec.search.n_trials - len(study.trials))))
-                 if a is not None]
-        jobs = {job.trial_id: job for _, _, job in asked if job is not None}  # the same point twice runs once
-        if jobs and not run_jobs(list(jobs.values()), backend):
-            raise RuntimeError(f"the {backend.name} backend only submitted the trials; a search must see them end")
-        for p, t, _ in asked:
+    while asked(study) < n:
+        batch = [a for a in (point.ask() for _ in range(min(backend.slots, n - asked(study)))) if a is not None]
+        jobs = {job.trial_id: job for _, _, job in batch if job is not None}  # the same point twice runs once
+        with launcher.progress({j.trial_id: j.meta["label"] for j in jobs.values()}) as events:
+            if jobs and not backend.run(list(jobs.values()), events):
+                raise RuntimeError(f"the {backend.name} backend only submitted the trials; a search must see them end")
+        for p, t, _ in batch:
             point.tell(p, t)
     return load_study(spec, store.root, url)
+
+
+def asked(study: optuna.Study) -> int:
+    """The study's points so far, less those requeued (``requeue``)."""
+    return sum(not t.user_attrs.get("requeued") for t in study.get_trials(deepcopy=False))
+
+
+def requeue(study: optuna.Study) -> None:
+    """Points whose trials were running when the last launcher stopped (cancelled, killed) are still
+    ``RUNNING`` in the study: each is closed as failed, marked ``requeued`` (no longer counted), and
+    asked again first, so that its trial - the same content-addressed one - resumes from its last
+    epoch. The launcher holds the store's lock: nothing else runs its points."""
+    for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        optuna.trial.Trial(study, stale._trial_id).set_user_attr("requeued", True)
+        study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(stale.params, skip_if_exists=False)
 
 
 class _Points:
@@ -189,6 +216,8 @@ class StudyReporter:
 def summary(study: optuna.Study) -> list[str]:
     states = {}
     for t in study.trials:
+        if t.user_attrs.get("requeued"):
+            continue
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
     lines = [f"optuna study {study.study_name}: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))]
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

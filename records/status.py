@@ -9,6 +9,7 @@ Derived, never written:
   missing     expected by the spec, no row in the store (analysis)
   running     started, unrecorded, its heartbeat fresh
   lost        started, unrecorded, its heartbeat stale: its worker died without a trace
+  cancelled   started, unrecorded, stopped on request (``prernn-sweep cancel``): a rerun resumes it
 
 A ``Status`` is a ``str``: it compares equal to the text in the store and in data frames.
 """
@@ -26,6 +27,7 @@ class Status(StrEnum):
     MISSING = "missing"
     RUNNING = "running"
     LOST = "lost"
+    CANCELLED = "cancelled"
 
 
 #: ended without a usable result: counted as failures, rerun with --retry-failed

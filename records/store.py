@@ -187,15 +187,26 @@ class Store:
             return None
         return rows[0] if rows else None
 
+    def mark_cancelled(self, trial_id: str) -> None:
+        """The launcher stopped this unrecorded trial on request (a rerun resumes it and clears the mark)."""
+        (self.run_dir(trial_id) / "cancelled").touch()
+
     def run_state(self, trial_id: str, lost_after: float) -> Status | None:
         """An unrecorded trial's state from its heartbeat: ``running`` (beat within
         ``lost_after`` seconds), ``lost`` (its worker died without a trace: it reruns
-        with the sweep), or None (never started)."""
+        with the sweep), ``cancelled`` (stopped on request: it reruns with the sweep),
+        or None (never started)."""
+        if (self.run_dir(trial_id) / "cancelled").exists():
+            return Status.CANCELLED
         try:
             age = time.time() - (self.run_dir(trial_id) / "heartbeat").stat().st_mtime
         except FileNotFoundError:
             return None
         return Status.RUNNING if age < lost_after else Status.LOST
+
+    def recorded(self, trial_id: str) -> bool:
+        """Whether the trial has its row (a file's existence: cheap enough to ask every second)."""
+        return (self.trials_dir / f"{trial_id}.parquet").exists()
 
     def status(self, trial_id: str) -> Status | None:
         row = self.row(trial_id, ["status"])

@@ -200,3 +200,40 @@ def pytest_terminal_summary(terminalreporter):
     if bad:
         detail = ", ".join(f"{m} {n}" for m, n in sorted(bad.items()))
         terminalreporter.write_line(f"bad-input tests passed: {sum(bad.values())} ({detail})")
+
+
+def cancel_from_another_process_then_resume(write_spec, tmp_path, *backend_args: str) -> None:
+    """``cancel`` from another process stops a running sweep: the launcher exits 3, its running
+    trials are ``cancelled`` (no row, their checkpoints kept) and none starts after; a rerun
+    resumes them from their last epoch and completes every trial exactly once."""
+    import pandas as pd
+
+    grid = [{"model": "traditional", "cell": "gru", "hidden_dim": [2, 4, 8, 16]}]
+    slow = dict(TOY, grid=grid, train=dict(TOY["train"], epochs=30), data=dict(TOY["data"], train_videos=48, size=32))
+    spec, results = write_spec(slow), tmp_path / "r"
+    args = [str(spec), "--results-dir", str(results), *backend_args]
+    launcher = subprocess.Popen([sys.executable, str(SWEEP), *args], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: list(results.glob("epochs/*.parquet")), "a trial to finish an epoch", timeout=300)
+        cancel = sweep("cancel", *args[:3])
+        out, _ = launcher.communicate(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert cancel.returncode == 0 and "launcher's running trials" in cancel.stdout, cancel.stdout + cancel.stderr
+    assert launcher.returncode == 3 and "cancelled by `prernn-sweep cancel`" in out, out
+    recorded = set(pd.read_parquet(results / "trials").id) if list(results.glob("trials/*.parquet")) else set()
+    stopped = {p.parent.name for p in results.glob("runs/*/cancelled")}
+    begun = {p.stem for p in results.glob("epochs/*.parquet")} & stopped  # had finished an epoch
+    assert begun and not stopped & recorded  # cancelled trials have no row: they are not done
+    status = sweep("status", *args[:3])
+    assert status.stdout.count("cancelled") >= len(stopped), status.stdout
+    rerun = sweep(*args)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    df = pd.read_parquet(results / "trials")
+    assert len(df) == 4 and df.id.is_unique and (df.status == "completed").all() and (df.epochs_done == 30).all()
+    for tid in begun:
+        log = (results / "runs" / tid / "log.txt").read_text()
+        assert "resuming after epoch" in log, log  # from its checkpoint, not from scratch
+    assert not list(results.glob("runs/*/cancelled"))

@@ -1,5 +1,7 @@
 """Optuna searches: the study asks, any backend runs the sampled trials, stored like grid trials; pruned ones are recorded as pruned."""
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -69,11 +71,26 @@ def test_a_local_slot_that_frees_takes_the_next_point_at_once(write_spec, tmp_pa
 
 
 @pytest.mark.slow
-def test_ray_search_prunes_through_the_study(ray_cluster, write_spec, tmp_path):
+@pytest.mark.parametrize("backend", ["ray", "slurm"])
+def test_an_asynchronous_search_on_a_cluster_runs_each_point_once_and_prunes(backend, request, write_spec, tmp_path):
+    """Ray tasks, or one SLURM job per point (``--wait``, 2 at once): the study ends with its
+    ``n_trials`` told, no trial ran twice, and the pruner's stops are recorded ``pruned``."""
+    args = {"ray": ["--ray-address", RAY_ADDRESS], "slurm": ["--wait", "--max-running", "2"]}[backend]
+    request.getfixturevalue(f"{backend}_cluster")
     spec, results = write_spec(SEARCH), tmp_path / "r"
-    out = sweep(spec, "--results-dir", results, "--backend", "ray", "--ray-address", RAY_ADDRESS)
+    out = sweep(spec, "--results-dir", results, "--backend", backend, *args)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert len(check_store(results)) >= 6  # ids are per config: repeated samples share a row
+    df = check_store(results)  # ids are per config: repeated samples share a row
+    assert df.id.is_unique and len(df) >= 6
+    starts = {p.parent.name: p.read_text().count(" start ") for p in results.glob("runs/*/log.txt")}
+    assert set(starts) == set(df.id) and set(starts.values()) == {1}, starts  # each point's trial ran once
+    told = out.stdout.split("optuna study", 1)[1].splitlines()[0]  # "<name>: 5 complete, 3 pruned"
+    assert sum(int(n) for n in re.findall(r"(\d+) [a-z]+", told.split(":", 1)[1])) == 8, told
+    if backend == "slurm":  # one job per point, recorded for status and cancel
+        import json
+
+        jobs = [json.loads(p.read_text()) for p in (results / "slurm").glob("[!.]*.json")]
+        assert sorted(t for j in jobs for t in j["trials"]) == sorted(df.id)
 
 
 @pytest.mark.slow
@@ -117,3 +134,41 @@ def test_search_in_an_rdb_storage(write_spec, tmp_path):
     assert len(study.trials) == 3 and not (tmp_path / "r" / "optuna.journal").exists()
     stored = set(pd.read_parquet(tmp_path / "r" / "trials").id)
     assert {t.user_attrs["trial_id"] for t in study.trials} == stored
+
+
+@pytest.mark.slow
+def test_a_cancelled_search_resumes_its_running_points_on_a_rerun(write_spec, tmp_path):
+    """``cancel`` stops a local search mid-trial (exit 3); the rerun asks the interrupted points
+    again first, their trials resume from their last epoch, and the study ends with n_trials."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT, SWEEP, wait_for
+
+    spec = dict(SEARCH, name="cancelsearch", train=dict(SEARCH["train"], epochs=30),
+                data=dict(SEARCH["data"], train_videos=48, size=32),
+                search={"n_trials": 4, "sampler": "random", "pruner": "none", "seed": 0,
+                        "space": {"train.lr": {"low": 0.001, "high": 0.1, "log": True}}})
+    spec, results = write_spec(spec), tmp_path / "r"
+    args = [str(spec), "--results-dir", str(results), "--workers", "2"]
+    launcher = subprocess.Popen([sys.executable, str(SWEEP), *args], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: list(results.glob("epochs/*.parquet")), "a trial to finish an epoch", timeout=300)
+        cancel = sweep("cancel", *args[:3])
+        out, _ = launcher.communicate(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert cancel.returncode == 0 and launcher.returncode == 3, cancel.stdout + cancel.stderr + out
+    stopped = {p.parent.name for p in results.glob("runs/*/cancelled")}
+    begun = {p.stem for p in results.glob("epochs/*.parquet")} & stopped
+    assert begun
+    rerun = sweep(*args)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "4 complete" in rerun.stdout and "fail" not in rerun.stdout.split("optuna study", 1)[1].splitlines()[0]
+    df = pd.read_parquet(results / "trials")
+    assert len(df) == 4 and df.id.is_unique and (df.status == "completed").all() and (df.epochs_done == 30).all()
+    assert stopped <= set(df.id)  # the interrupted points were asked again, not replaced by new ones
+    for tid in begun:
+        assert "resuming after epoch" in (results / "runs" / tid / "log.txt").read_text()

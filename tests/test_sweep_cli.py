@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from .conftest import ROOT, TOY, children, sweep, wait_for
+from .conftest import ROOT, TOY, cancel_from_another_process_then_resume, children, sweep, wait_for
 
 
 def rows(results):
@@ -153,3 +153,8 @@ def test_the_console_entry_point_is_the_same_command(write_spec):
     assert installed.stdout == script.stdout and "dry run" in installed.stdout
     wrong = subprocess.run([str(exe), str(spec), "--asha"], capture_output=True, text=True, cwd=ROOT)
     assert wrong.returncode == 2 and "--asha is an option of the ray backend, not of local" in wrong.stderr
+
+
+@pytest.mark.slow
+def test_cancel_of_a_local_sweep_from_another_process_then_a_rerun_resumes(write_spec, tmp_path):
+    cancel_from_another_process_then_resume(write_spec, tmp_path, "--workers", "2")

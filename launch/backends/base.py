@@ -6,7 +6,9 @@ A backend is built from the validated spec and its own typed ``Options`` (a sett
 ``max_failures``, and refuses a flag the chosen backend does not take). It receives
 plain data - ``Job``s (trial id, resolved config, store directory, provenance) - and
 runs each through ``launch.runner.execute`` in some process, reporting progress
-through the callbacks. It need not return results: ``execute`` records every outcome
+through the callbacks. An asynchronous backend (local, Ray) takes jobs one by one
+(``submit``, ``wait`` FIRST_COMPLETED, ``cancel``), and the launcher keeps its slots busy;
+the others take a batch (``run``). It need not return results: ``execute`` records every outcome
 in the store, which is the source of truth. Backends whose jobs outlive the launcher
 (queues) also say which trials they hold and cancel them; the others hold none.
 """
@@ -46,7 +48,8 @@ class Backend:
     Options: ClassVar[type[Section]]
     slots: int = 1  # trials it runs at once (a search asks for this many points at a time)
     ends_trials: bool = True  # ``run`` returns once its trials have ended (a queue may only submit them)
-    asynchronous: ClassVar[bool] = False  # submit / wait / outcome: jobs one by one, as slots free
+    asynchronous: bool = False  # submit / wait / outcome / cancel: jobs one by one, as slots free
+    batch_grids: bool = False  # a grid still goes to ``run`` whole (a scheduler packs an array better)
     max_failures: int = 0  # times a job whose worker died runs again
 
     def __init__(self, spec, options: Section):
@@ -58,37 +61,35 @@ class Backend:
         return cls(spec, cls.Options(**options))
 
     def run(self, jobs: list[Job], events: Events) -> bool:
-        """Run every job; True when they have all ended, False when only submitted (queue backends)."""
+        """A batch backend's way (not ``asynchronous``): run every job; True when they have all
+        ended, False when only submitted (queue backends)."""
         raise NotImplementedError
 
-    # an asynchronous backend (``asynchronous``) runs jobs one by one, like concurrent.futures:
+    # an asynchronous backend (``asynchronous``) runs jobs one by one, like concurrent.futures;
+    # ``launch.launcher.Launcher.drive`` keeps its slots busy
+    def open(self) -> None:
+        """Get ready to take jobs (connect to a cluster; ``slots`` is known from here on)."""
+
     def submit(self, job: Job):
         """Start ``job`` in a free slot (fewer than ``slots`` running); returns its handle."""
         raise NotImplementedError
 
-    def wait(self, handles) -> set:
-        """Block until at least one of ``handles`` has ended; returns those that have (FIRST_COMPLETED)."""
+    def wait(self, handles, timeout: float | None = None) -> set:
+        """Block until at least one of ``handles`` has ended, or ``timeout`` seconds; returns those
+        that have (FIRST_COMPLETED: maybe none after a timeout)."""
         raise NotImplementedError
 
     def outcome(self, handle) -> str:
         """The recorded status of an ended job, its slot freed (raises ``WorkerDied``)."""
         raise NotImplementedError
 
+    def cancel(self, handle) -> None:
+        """Stop a running job now, its slot freed; the trial records nothing (it resumes from its
+        last epoch checkpoint when run again)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release the workers (every outcome is recorded already)."""
-
-    def run_each(self, jobs: list[Job], events: Events) -> bool:
-        """``run`` on an asynchronous backend: each job submitted as soon as a slot is free."""
-        queue, running = list(jobs), Running(self, events)
-        try:
-            while queue or running:
-                while queue and running.free:
-                    running.start(queue.pop(0))
-                for job, status in running.ended():
-                    events.finished(job.trial_id, status)
-        finally:
-            self.close()
-        return True
 
     def held(self, store_root) -> dict[str, Held]:
         """Trials of this sweep the backend's scheduler knows, by trial id (none: nothing outlives the launcher)."""
@@ -125,10 +126,11 @@ class Running:
         self.handles[self.backend.submit(job)] = job
         self.events.started(job.trial_id, label)
 
-    def ended(self) -> list[tuple[Job, str]]:
-        """(job, recorded status) of each job that has ended by the time one has."""
+    def ended(self, timeout: float | None = None) -> list[tuple[Job, str]]:
+        """(job, recorded status) of each job that has ended by the time one has (or ``timeout``
+        seconds have passed: maybe none)."""
         out = []
-        for handle in self.backend.wait(set(self.handles)):
+        for handle in self.backend.wait(set(self.handles), timeout):
             job = self.handles.pop(handle)
             try:
                 out.append((job, self.backend.outcome(handle)))

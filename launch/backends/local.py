@@ -1,8 +1,11 @@
 """local: a process pool on this machine, capped at its cores.
 
 Workers are spawned (not forked: torch's thread pools do not survive a fork) and
-reused across trials; each runs one trial at a time with ``threads`` torch
-threads. A worker that dies is replaced and its trial runs again (``run``). On
+reused across trials, one single-process pool per slot, so that a worker that dies
+(SIGKILL, out of memory) takes only its own trial down; each runs one trial at a
+time with ``threads`` torch threads. A worker that dies is replaced and its trial
+runs again, resuming from its last epoch checkpoint, up to ``max_failures`` times
+(``base.Running``); then it is recorded as failed. On
 Linux a worker dies with the launcher (PR_SET_PDEATHSIG), so a killed launcher
 leaves no orphan training: the next run resumes those trials from their last
 epoch checkpoint.
@@ -22,7 +25,7 @@ from dataclasses import dataclass, replace
 from prernn.settings import setting
 
 from ..jobs import WorkerDied
-from .base import Backend, Events, Job, Retries
+from .base import Backend, Job, Retries
 
 
 def _init_worker(threads: int, gpus: str = "") -> None:
@@ -103,12 +106,6 @@ class LocalBackend(Backend):
         return ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                    initargs=(self.threads, slot_gpus(i, self.gpus)))
 
-    def run(self, jobs: list[Job], events: Events) -> bool:
-        """One single-process pool per slot: a worker that dies (SIGKILL, out of memory)
-        takes only its own trial down. That trial runs again, resuming from its last
-        epoch checkpoint, up to ``max_failures`` times; then it is recorded as failed."""
-        return self.run_each(jobs, events)
-
     def submit(self, job: Job) -> Future:
         i = next(i for i in range(self.slots) if i not in self._busy)
         if self._pools[i] is None:
@@ -121,8 +118,8 @@ class LocalBackend(Backend):
         self._busy[i] = fut
         return fut
 
-    def wait(self, handles) -> set:
-        return wait(handles, return_when=FIRST_COMPLETED).done
+    def wait(self, handles, timeout: float | None = None) -> set:
+        return wait(handles, timeout, return_when=FIRST_COMPLETED).done
 
     def outcome(self, handle: Future) -> str:
         i = next(i for i, fut in self._busy.items() if fut is handle)
@@ -133,6 +130,16 @@ class LocalBackend(Backend):
             self._pools[i].shutdown(wait=False)
             self._pools[i] = None  # a fresh worker for the slot's next trial
             raise WorkerDied(f"the worker of local slot {i} died") from None
+
+    def cancel(self, handle: Future) -> None:
+        """The slot's worker is killed (its trial stops at once; its checkpoints are written
+        atomically) and replaced by a fresh one for the slot's next job."""
+        i = next(i for i, fut in self._busy.items() if fut is handle)
+        del self._busy[i]
+        pool, self._pools[i] = self._pools[i], None
+        for process in list(pool._processes.values()):  # the executor offers no way to stop a running call
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:  # every outcome is already recorded: idle workers need not be joined
         for pool in self._pools:
