@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from .conftest import ROOT, SWEEP, TOY
+from .conftest import ROOT, SWEEP, TOY, cancel_from_another_process_then_resume
 
 
 def _node_ids(ray: str, address: str, env: dict) -> set[str]:
@@ -64,3 +64,8 @@ def test_killing_a_node_mid_sweep_the_sweep_still_completes(ray_cluster, write_s
     restarted = [p.read_text() for p in (results / "runs").glob("*/log.txt") if p.read_text().count(" start ") > 1]
     assert restarted, "the interrupted trial ran again on another node"
     assert any(f"worker ray/{extra[:8]}/" in text for text in restarted)
+
+
+@pytest.mark.slow
+def test_cancel_of_a_ray_sweep_from_another_process_then_a_rerun_resumes(ray_cluster, write_spec, tmp_path):
+    cancel_from_another_process_then_resume(write_spec, tmp_path, "--backend", "ray", "--ray-address", ray_cluster)

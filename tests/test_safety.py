@@ -27,7 +27,7 @@ def test_sources_never_load_unsafely():
         assert not re.search(r"^\s*import (c?pickle|dill|cloudpickle)\b|pickle\.loads?\(", text, re.M), path
         for call in re.findall(r"torch\.load\([^)]*\)", text):
             assert "weights_only=True" in call, f"{path}: {call}"
-    ray = (ROOT / "launch/backends/tune_glue.py").read_text()
+    ray = (ROOT / "launch/backends/ray_tasks.py").read_text()
     assert "include_dashboard=False" in ray
 
 

@@ -1,12 +1,11 @@
-"""Ray Tune's side of the ray backend (``ray_tune.RayBackend``): imported only when trials run.
+"""Ray Tune's side of the ray backend with ``asha`` (``ray_tune.RayBackend``): imported only when trials run.
 
 Tune pickles its callbacks, so they find the driver's live progress and jobs in ``_LIVE``.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 from ray import tune
@@ -15,9 +14,8 @@ from prernn.config import TrialConfig
 from records import Status
 
 from .base import Events, Job
+from .ray_tasks import init, run_job
 
-# where trials find the pre-training and feature caches and weight files, as the launcher sees them
-FORWARDED_ENV = ("PRERNN_CACHE", "PRERNN_WEIGHTS", "PRERNN_KERNELS")
 # the driver's live progress and jobs; Tune pickles its callbacks, so they look these up
 _LIVE: dict = {}
 
@@ -44,36 +42,8 @@ def _report(row: dict) -> None:
     tune.report({k: v for k, v in row.items() if isinstance(v, (int, float))})
 
 
-def _run(job: Job, threads: int, report: bool) -> None:
-    """Run one trial in this actor; per-epoch results go to Tune only when a scheduler
-    needs them (each ``tune.report`` is a round trip to the driver)."""
-    import ray
-
-    from ..runner import execute, set_threads
-
-    if not ray.get_runtime_context().get_accelerator_ids().get("GPU"):  # auto: the trial was given no GPU
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    set_threads(threads)
-    node = ray.get_runtime_context().get_node_id()
-    execute(replace(job, meta={**job.meta, "worker": f"ray/{node[:8]}/{os.getpid()}"}), report=_report if report else None)
-
-
 def _trainable(config: dict) -> None:
-    _run(Job(**config["job"]), config["threads"], config["report"])
-
-
-def _init(address: str | None) -> None:
-    import ray
-
-    local = address is None or address.split(":")[0] in ("127.0.0.1", "localhost")
-    # workers of an existing cluster do not inherit the driver's environment: without these they
-    # would pre-train their own copy of a mini backbone (rounding differently on other threads)
-    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-    kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=True, logging_level="ERROR",
-                  runtime_env={"env_vars": env} if env else None)
-    if local:
-        kwargs["_node_ip_address"] = "127.0.0.1"  # keep a one-machine cluster on loopback
-    ray.init(address=address, **kwargs)
+    run_job(Job(**config["job"]), config["threads"], _report if config["report"] else None)
 
 
 def fit(jobs: list[Job], events: Events, resources, options, metric: str, mode: str) -> None:
@@ -81,7 +51,7 @@ def fit(jobs: list[Job], events: Events, resources, options, metric: str, mode: 
     import ray
     from ray.tune.schedulers import ASHAScheduler
 
-    _init(options.ray_address)
+    init(options.ray_address)
     by_id = {j.trial_id: j for j in jobs}
     _LIVE.update(events=events, job_for=lambda config: by_id[config["job"]["trial_id"]])
     try:
