@@ -50,7 +50,7 @@ class SlurmConfig(Section):
     qos: str | None = setting(None, doc="sbatch --qos")
     constraint: str | None = setting(None, doc="sbatch --constraint")
     gpus_per_node: int | None = setting(None, ge=0, doc="GPUs per job (default: resources.gpus, rounded up)")
-    array_parallelism: int = setting(64, ge=1, doc="array tasks running at once")
+    max_running: int = setting(64, ge=1, doc="trials running at once at most (an array's %N throttle; a search's slots)")
     max_array_size: int | None = setting(None, ge=1, doc="tasks per array at most (default: the cluster's MaxArraySize)")
     max_queued: int | None = setting(None, ge=1, doc="your jobs in the queue at once at most (default: your "
                                      "association's MaxSubmitJobs and the cluster's MaxJobCount)")

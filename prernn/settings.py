@@ -80,9 +80,15 @@ class ConfigError(ValueError):
         super().__init__("\n".join(map(str, self.problems)))
 
 
+# keys that were renamed: an old spec is told the new name
+RENAMED = {"array_parallelism": "max_running"}
+
+
 def unknown_key(key: object, allowed: Iterable[str]) -> str:
     allowed = list(allowed)
     msg = f"unknown key {key!r}; allowed: {', '.join(allowed)}"
+    if RENAMED.get(str(key)) in allowed:
+        return f"{msg} ({key!r} was renamed {RENAMED[str(key)]!r})"
     close = difflib.get_close_matches(str(key), allowed, n=1)
     return f"{msg} (did you mean {close[0]!r}?)" if close else msg
 

@@ -17,7 +17,7 @@ def test_sbatch_text_matches_the_golden_file():
 
     params = sbatch_parameters(Resources(cpus=8, gpus=1, mem_gb=32, timeout_min=1440),
                                SlurmOptions(partition="gpu", account="vision", qos="normal", constraint="a100",
-                                            array_parallelism=4), "prernn-table1")
+                                            max_running=4), "prernn-table1")
     params["setup"] = [line.replace(str(ROOT), "/repo") for line in params["setup"]]
     text = _make_sbatch_string(command="python -m submitit.core._submit /f", folder="/f", map_count=21, **params)
     golden = ROOT / "tests" / "golden" / "sbatch_table1_paper.txt"
@@ -58,7 +58,7 @@ def test_submit_returns_at_once_then_cancel_and_rerun(slurm_cluster, write_spec,
     # ~25 s a trial: the cancel (a fresh CLI process) must land while the first one runs, even on a busy CI
     slow = dict(TOY, grid=grid, train=dict(TOY["train"], epochs=100), data=dict(TOY["data"], train_videos=64, size=32))
     spec, results = write_spec(slow), tmp_path / "r"
-    out = sweep(spec, "--results-dir", results, "--backend", "slurm", "--array-parallelism", "1")
+    out = sweep(spec, "--results-dir", results, "--backend", "slurm", "--max-running", "1")
     assert out.returncode == 0 and "submitted 4 trials as SLURM array job" in out.stdout
     # it returned without waiting for the trials: they run one at a time and not all have ended
     assert len(list(results.glob("trials/[!.]*.parquet"))) < 4
