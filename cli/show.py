@@ -159,9 +159,9 @@ def cancel(spec, results: Path, console: Console) -> int:
             done.append(what)
     try:  # after the scheduler's: a launcher following SLURM jobs ends once they have
         done += [what for what in [request_cancel(results)] if what]
-    except TimeoutError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except TimeoutError as e:  # not running trials yet: it will stop before it does
+        console.print(f"{spec.name}: cancel requested: {e}")
+        return 0
     if not done:
         console.print(f"{spec.name}: no launcher, queued or running jobs in {results}")
         return 0

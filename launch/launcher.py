@@ -151,6 +151,8 @@ class Launcher:
         """Run ``trials`` on the backend with progress; True once they have all ended (a queue
         backend without ``wait`` only submits them)."""
         jobs = [self.job(t) for t in trials]
+        if not jobs:
+            return True
         with self.progress({j.trial_id: j.meta["label"] for j in jobs}) as events:
             if not self.backend.asynchronous or self.backend.batch_grids:
                 return self.backend.run(jobs, events)
@@ -249,10 +251,10 @@ def request_cancel(results: Path, timeout: float = 60.0) -> str:
         if not _held(root):  # it ended on its own first
             (root / CANCEL_FILE).unlink(missing_ok=True)
             return ""
-        if time.monotonic() > deadline:
-            (root / CANCEL_FILE).unlink(missing_ok=True)
-            raise TimeoutError(f"the launcher of {root} did not answer the cancel request within {timeout:.0f} s "
-                               f"(pid {who.get('pid', '?')} on {who.get('host', '?')})")
+        if time.monotonic() > deadline:  # busy before its trials (pre-training): the request stays for it
+            raise TimeoutError(f"the launcher of {root} (pid {who.get('pid', '?')} on {who.get('host', '?')}) has "
+                               f"not answered within {timeout:.0f} s; the request stays: it stops before it starts "
+                               "any trial")
         time.sleep(0.1)
     return (f"the {who.get('backend', '?')} launcher's running trials (pid {who.get('pid', '?')} on "
             f"{who.get('host', '?')}); a rerun resumes them")

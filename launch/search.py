@@ -9,10 +9,12 @@ again until the study holds ``n_trials``. A running trial reports its per-epoch
 primary metric to the study itself (``StudyReporter``: the study's storage is shared, a
 journal file in the sweep directory by default or an RDB URL, ``--optuna-storage``,
 on a cluster) and stops when the pruner says so; it is recorded as ``pruned`` with
-its last epoch. Ours: on an asynchronous backend (local, Ray) a point is asked the
-moment a slot frees; on SLURM a backend's worth at a time, so that a batch waits for its
-slowest trial. TPE samples with ``constant_liar``: a running trial counts as a poor
-result, so that the points asked while it runs are not drawn next to it.
+its last epoch. Ours: on an asynchronous backend (local, Ray, SLURM with ``--wait``) a
+point is asked the moment a slot frees; with Ray's ``--asha`` a backend's worth at a time,
+so that a batch waits for its slowest trial. TPE samples with ``constant_liar``: a running
+trial counts as a poor result, so that the points asked while it runs are not drawn next
+to it. A search stopped mid-trial (cancelled, killed) resumes: its interrupted points are
+asked again first (``requeue``) and its sampler draws on from where it was (``sampler``).
 """
 
 from __future__ import annotations
@@ -89,9 +91,10 @@ def load_study(spec: SweepSpec, store_root: Path, url: str | None) -> optuna.Stu
 def run(launcher, url: str | None) -> optuna.Study:
     """Ask, run on the launcher's backend, tell, until the study holds ``n_trials`` trials. Returns the study.
 
-    On an asynchronous backend (local, Ray) a point is asked the moment a slot frees and told
-    the moment its trial ends (``Launcher.drive``). Elsewhere (a SLURM array) a backend's worth
-    of points runs as one batch, and the next is asked when all have ended."""
+    On an asynchronous backend (local, Ray, SLURM with ``--wait``) a point is asked the moment a
+    slot frees and told the moment its trial ends (``Launcher.drive``). Elsewhere (Ray with
+    ``--asha``: a Tune run) a backend's worth of points runs as one batch, and the next is asked
+    when all have ended."""
     spec, store, backend = launcher.spec, launcher.store, launcher.backend
     n = spec.search.n_trials
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -202,16 +202,10 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"bad-input tests passed: {sum(bad.values())} ({detail})")
 
 
-def cancel_from_another_process_then_resume(write_spec, tmp_path, *backend_args: str) -> None:
-    """``cancel`` from another process stops a running sweep: the launcher exits 3, its running
-    trials are ``cancelled`` (no row, their checkpoints kept) and none starts after; a rerun
-    resumes them from their last epoch and completes every trial exactly once."""
-    import pandas as pd
-
-    grid = [{"model": "traditional", "cell": "gru", "hidden_dim": [2, 4, 8, 16]}]
-    slow = dict(TOY, grid=grid, train=dict(TOY["train"], epochs=30), data=dict(TOY["data"], train_videos=48, size=32))
-    spec, results = write_spec(slow), tmp_path / "r"
-    args = [str(spec), "--results-dir", str(results), *backend_args]
+def cancel_once_an_epoch_is_done(args: list[str]) -> None:
+    """Start ``prernn-sweep *args`` (spec, --results-dir, dir, ...), and once a trial has finished an
+    epoch run ``cancel`` from another process: it says what it cancelled and the launcher exits 3."""
+    results = Path(args[2])
     launcher = subprocess.Popen([sys.executable, str(SWEEP), *args], cwd=ROOT, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
     try:
@@ -223,6 +217,19 @@ def cancel_from_another_process_then_resume(write_spec, tmp_path, *backend_args:
             launcher.kill()
     assert cancel.returncode == 0 and "launcher's running trials" in cancel.stdout, cancel.stdout + cancel.stderr
     assert launcher.returncode == 3 and "cancelled by `prernn-sweep cancel`" in out, out
+
+
+def cancel_from_another_process_then_resume(write_spec, tmp_path, *backend_args: str) -> None:
+    """``cancel`` from another process stops a running sweep: the launcher exits 3, its running
+    trials are ``cancelled`` (no row, their checkpoints kept) and none starts after; a rerun
+    resumes them from their last epoch and completes every trial exactly once."""
+    import pandas as pd
+
+    grid = [{"model": "traditional", "cell": "gru", "hidden_dim": [2, 4, 8, 16]}]
+    slow = dict(TOY, grid=grid, train=dict(TOY["train"], epochs=30), data=dict(TOY["data"], train_videos=48, size=32))
+    spec, results = write_spec(slow), tmp_path / "r"
+    args = [str(spec), "--results-dir", str(results), *backend_args]
+    cancel_once_an_epoch_is_done(args)
     recorded = set(pd.read_parquet(results / "trials").id) if list(results.glob("trials/*.parquet")) else set()
     stopped = {p.parent.name for p in results.glob("runs/*/cancelled")}
     begun = {p.stem for p in results.glob("epochs/*.parquet")} & stopped  # had finished an epoch

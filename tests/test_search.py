@@ -7,7 +7,7 @@ import pytest
 
 from launch.spec import SpecError, load_spec
 
-from .conftest import RAY_ADDRESS, TOY, sweep
+from .conftest import RAY_ADDRESS, TOY, cancel_once_an_epoch_is_done, sweep
 
 SEARCH = dict(
     TOY,
@@ -140,27 +140,13 @@ def test_search_in_an_rdb_storage(write_spec, tmp_path):
 def test_a_cancelled_search_resumes_its_running_points_on_a_rerun(write_spec, tmp_path):
     """``cancel`` stops a local search mid-trial (exit 3); the rerun asks the interrupted points
     again first, their trials resume from their last epoch, and the study ends with n_trials."""
-    import subprocess
-    import sys
-
-    from .conftest import ROOT, SWEEP, wait_for
-
     spec = dict(SEARCH, name="cancelsearch", train=dict(SEARCH["train"], epochs=30),
                 data=dict(SEARCH["data"], train_videos=48, size=32),
                 search={"n_trials": 4, "sampler": "random", "pruner": "none", "seed": 0,
                         "space": {"train.lr": {"low": 0.001, "high": 0.1, "log": True}}})
     spec, results = write_spec(spec), tmp_path / "r"
     args = [str(spec), "--results-dir", str(results), "--workers", "2"]
-    launcher = subprocess.Popen([sys.executable, str(SWEEP), *args], cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for(lambda: list(results.glob("epochs/*.parquet")), "a trial to finish an epoch", timeout=300)
-        cancel = sweep("cancel", *args[:3])
-        out, _ = launcher.communicate(timeout=120)
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-    assert cancel.returncode == 0 and launcher.returncode == 3, cancel.stdout + cancel.stderr + out
+    cancel_once_an_epoch_is_done(args)
     stopped = {p.parent.name for p in results.glob("runs/*/cancelled")}
     begun = {p.stem for p in results.glob("epochs/*.parquet")} & stopped
     assert begun

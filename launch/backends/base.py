@@ -6,11 +6,12 @@ A backend is built from the validated spec and its own typed ``Options`` (a sett
 ``max_failures``, and refuses a flag the chosen backend does not take). It receives
 plain data - ``Job``s (trial id, resolved config, store directory, provenance) - and
 runs each through ``launch.runner.execute`` in some process, reporting progress
-through the callbacks. An asynchronous backend (local, Ray) takes jobs one by one
-(``submit``, ``wait`` FIRST_COMPLETED, ``cancel``), and the launcher keeps its slots busy;
-the others take a batch (``run``). It need not return results: ``execute`` records every outcome
-in the store, which is the source of truth. Backends whose jobs outlive the launcher
-(queues) also say which trials they hold and cancel them; the others hold none.
+through the callbacks. An asynchronous backend (local, Ray, SLURM with ``wait``) takes
+jobs one by one (``submit``, ``wait`` FIRST_COMPLETED, ``cancel``) and the launcher keeps
+its ``slots`` busy (``launch.launcher.Launcher.drive``); the others, and a SLURM grid, take
+a batch (``run``). It need not return results: ``execute`` records every outcome in the
+store, which is the source of truth. Backends whose jobs outlive the launcher (queues)
+also say which trials they hold and cancel them; the others hold none.
 """
 
 from __future__ import annotations

@@ -43,7 +43,8 @@ from .slurm_queue import ACTIVE, Limits, SubmissionRefused, Watch, cluster_limit
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
-POLL_SECONDS = 1.0  # how often a waiting launcher looks for ended trials (a file stat each)
+POLL_SECONDS = 1.0  # how often a waiting grid looks for its trials' rows (a file stat each)
+JOB_POLL_SECONDS = 0.25  # how often a search looks for its running jobs' results (at most max_running of them)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,7 +168,7 @@ class SlurmBackend(Backend):
             done = {h for h in handles if h.done()}
             if done or (deadline is not None and time.monotonic() >= deadline):
                 return done
-            time.sleep(POLL_SECONDS)
+            time.sleep(JOB_POLL_SECONDS)
 
     def outcome(self, handle) -> str:
         job = self._jobs.pop(handle)
