@@ -18,6 +18,7 @@ and seeds wins; the script prints the table and the lines to freeze in the spec
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -69,12 +70,11 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     os.environ[NO_TEST_SPLIT] = "1"  # inherited by every worker: a read of the test split fails its trial
 
-    from launch.backends import Job, create
+    from launch.backends import create
     from launch.expand import expand
-    from launch.runner import ensure_pretrained
+    from launch.launcher import Launcher
     from launch.spec import SpecError, load_spec
     from prernn.tasks import TASKS
-    from records import Store
 
     try:
         spec = selection_spec(load_spec(a.spec, a.profile, a.set), a.lrs, a.seeds, a.validation)
@@ -84,17 +84,16 @@ def main(argv=None) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return 2
     task = TASKS[spec.task]
-    store = Store(a.results_dir or ROOT / "results" / "select-lr" / f"{spec.name}-{spec.profile}", spec.task)
-    store.create()
-    recorded = store.statuses()
-    pending = [t for t in trials if recorded.get(t.id) is None]
-    print(f"{spec.name}: {len(trials)} trials ({len(pending)} to run) on {a.validation} held-out training videos, "
-          f"lrs {a.lrs}, seeds {a.seeds} -> {store.root}", flush=True)
-    if pending and spec.backbone.pretrained == "cache":
-        ensure_pretrained([t.config for t in pending])
-    meta = {"sweep": spec.name, "profile": spec.profile, "gpus": spec.resources.gpus}
-    jobs = [Job(t.id, t.config.to_dict(), str(store.root), {**meta, "label": t.label}) for t in pending]
-    create("local", spec, {"workers": a.workers} if a.workers else {}).run(jobs, _Lines())
+    results = a.results_dir or ROOT / "results" / "select-lr" / f"{spec.name}-{spec.profile}"
+    backend = create("local", spec, {"workers": a.workers} if a.workers else {})
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the launcher's messages (pre-training)
+    with Launcher(spec, trials, results, backend, progress=lambda labels, total=None: _Lines()) as launcher:
+        plan = launcher.plan()  # only what is missing from its own store
+        print(f"{spec.name}: {len(trials)} trials ({len(plan.pending)} to run) on {a.validation} held-out training "
+              f"videos, lrs {a.lrs}, seeds {a.seeds} -> {results}", flush=True)
+        launcher.start(plan.pending)
+        launcher.run(plan.pending)
+        store = launcher.store
     df = store.trials().to_pandas()
     df = df[df.id.isin({t.id for t in trials})]
     bad = df[df.status != Status.COMPLETED]
@@ -111,6 +110,14 @@ def main(argv=None) -> int:
 
 
 class _Lines:
+    """Progress as one line per ended trial (``Events``, a context manager as the launcher asks)."""
+
+    def __enter__(self) -> "_Lines":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
     def started(self, trial_id: str, label: str | None = None) -> None:
         pass
 
