@@ -102,6 +102,8 @@ def execute(job: Job, report=None) -> Status:
             place = placement(cfg, meta.get("gpus", 0))
             where = {"device": place.name, "gpu": place.gpu}
             result = run_trial(cfg, run_dir, on_epoch=on_epoch, log=log, place=place)
+        if len(result["history"]) != len(history):  # killed after its last checkpoint, before that epoch's rows
+            store.write_epochs(trial_id, result["history"])  # were written: the resumed run trained no epoch
         outcome = Outcome(Status.COMPLETED, history=result["history"], metrics=result["metrics"],
                           parameters=result["parameters"], **where)
     except Pruned:

@@ -72,3 +72,24 @@ def test_a_cancel_request_before_the_trials_start_stops_them_all(toy, tmp_path):
             request_cancel(results, timeout=0.5)
         assert launcher.run(trials) and launcher.stopped and launcher.cancelled == []
     assert not list(results.glob("trials/*.parquet")) and not list(results.glob("runs/*"))  # nothing started
+
+
+def test_a_trial_killed_after_its_last_checkpoint_keeps_every_epoch_row(toy, tmp_path):
+    """Killed between its last epoch's checkpoint and that epoch's rows: the rerun trains no epoch,
+    and still records every epoch row (once seen as 47 of 48 rows after the launcher-kill test)."""
+    import pyarrow.parquet as pq
+
+    from launch.runner import execute
+
+    spec, trials = toy
+    with Launcher(spec, trials[:1], tmp_path / "r", create("local", spec, {})) as launcher:
+        launcher.start(trials[:1])
+        job, store, tid = launcher.job(trials[0]), launcher.store, trials[0].id
+        assert execute(job) == "completed"
+        epochs = store.epochs_dir / f"{tid}.parquet"
+        full = pq.read_table(epochs)
+        pq.write_table(full.slice(0, full.num_rows - 1), epochs)  # as if killed before the last rows landed
+        (store.trials_dir / f"{tid}.parquet").unlink()
+        assert execute(job) == "completed"
+        assert "resuming after epoch" in (store.run_dir(tid) / "log.txt").read_text()
+        assert pq.read_table(epochs).equals(full)
