@@ -48,8 +48,12 @@ class Refused(RuntimeError):
 
 
 class Quiet:
-    """``Events`` that tell no one."""
+    """``Events`` that tell no one (a context manager, as ``Launcher.progress`` gives them)."""
 
+    def __enter__(self) -> "Quiet":
+        return self
+
+    def __exit__(self, *exc) -> None: ...
     def started(self, trial_id: str, label: str | None = None) -> None: ...
     def finished(self, trial_id: str, status: str) -> None: ...
 
@@ -77,7 +81,7 @@ class Launcher:
         self.spec, self.trials, self.backend = spec, trials, backend
         self.store = Store(results, spec.task)
         self.lost_after, self.retry_failed = lost_after, retry_failed
-        self.progress = progress or (lambda labels, total=None: _quiet())
+        self.progress = progress or (lambda labels, total=None: Quiet())
         self.meta = launch_meta(spec)
         self.cancelled: list[str] = []  # trials this run cancelled on request
         self.stopped = False  # a cancel request was served: nothing more starts
@@ -222,13 +226,6 @@ class Launcher:
         from records import plan_id
 
         return len((self.store.seeding(plan_id(t.id for t in self.trials)) or {}).get("trials", {}))
-
-
-class _quiet:
-    def __enter__(self) -> Quiet:
-        return Quiet()
-
-    def __exit__(self, *exc) -> None: ...
 
 
 def request_cancel(results: Path, timeout: float = 60.0) -> str:

@@ -28,6 +28,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from prernn.trial import NO_TEST_SPLIT  # noqa: E402
+from launch.launcher import Quiet  # noqa: E402
 from records import Status  # noqa: E402
 
 TRAINED = ("prernn", "traditional", "per-frame")
@@ -109,17 +110,8 @@ def main(argv=None) -> int:
     return 1 if len(bad) else 0
 
 
-class _Lines:
-    """Progress as one line per ended trial (``Events``, a context manager as the launcher asks)."""
-
-    def __enter__(self) -> "_Lines":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
-
-    def started(self, trial_id: str, label: str | None = None) -> None:
-        pass
+class _Lines(Quiet):
+    """Progress as one line per ended trial."""
 
     def finished(self, trial_id: str, status: str) -> None:
         print(f"{status:9} {trial_id}", flush=True)
