@@ -77,6 +77,8 @@ def main() -> None:
         print(f"sum of trial times {busy:.1f} s; span {span:.1f} s; command {makespan:.1f} s")
         print(f"busy fraction {busy / (a.slots * span):.3f} over the span, {busy / (a.slots * makespan):.3f} "
               f"over the command; a slot idle {(a.slots * span - busy) / len(df):.2f} s per trial")
+        print(f"{df.worker.str.split('/').str[:2].str.join('/').nunique()} workers ran them "
+              "(local slots, Ray workers, SLURM jobs)")
         return
     ideal = df.wall_seconds.sum() / a.slots
     startup = df.started_at.min().timestamp() - wall_start

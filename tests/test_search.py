@@ -1,13 +1,14 @@
 """Optuna searches: the study asks, any backend runs the sampled trials, stored like grid trials; pruned ones are recorded as pruned."""
 
 import re
+import subprocess
 
 import pandas as pd
 import pytest
 
 from launch.spec import SpecError, load_spec
 
-from .conftest import RAY_ADDRESS, TOY, cancel_once_an_epoch_is_done, sweep
+from .conftest import RAY_ADDRESS, TOY, cancel_once_an_epoch_is_done, sweep, wait_for
 
 SEARCH = dict(
     TOY,
@@ -73,7 +74,7 @@ def test_a_local_slot_that_frees_takes_the_next_point_at_once(write_spec, tmp_pa
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["ray", "slurm"])
 def test_an_asynchronous_search_on_a_cluster_runs_each_point_once_and_prunes(backend, request, write_spec, tmp_path):
-    """Ray tasks, or one SLURM job per point (``--wait``, 2 at once): the study ends with its
+    """Ray tasks, or 2 SLURM pilot jobs that run point after point (``--wait``): the study ends with its
     ``n_trials`` told, no trial ran twice, and the pruner's stops are recorded ``pruned``."""
     args = {"ray": ["--ray-address", RAY_ADDRESS], "slurm": ["--wait", "--max-running", "2"]}[backend]
     request.getfixturevalue(f"{backend}_cluster")
@@ -86,11 +87,18 @@ def test_an_asynchronous_search_on_a_cluster_runs_each_point_once_and_prunes(bac
     assert set(starts) == set(df.id) and set(starts.values()) == {1}, starts  # each point's trial ran once
     told = out.stdout.split("optuna study", 1)[1].splitlines()[0]  # "<name>: 5 complete, 3 pruned"
     assert sum(int(n) for n in re.findall(r"(\d+) [a-z]+", told.split(":", 1)[1])) == 8, told
-    if backend == "slurm":  # one job per point, recorded for status and cancel
+    if backend == "slurm":  # every point handed to one of 2 pilot jobs, recorded for status and cancel
         import json
 
         jobs = [json.loads(p.read_text()) for p in (results / "slurm").glob("[!.]*.json")]
         assert sorted(t for j in jobs for t in j["trials"]) == sorted(df.id)
+        assert len({j["job_id"] for j in jobs}) == 2, jobs  # each served several points
+        assert set(df.worker) == {f"slurm/{j['job_id']}" for j in jobs}
+        ids = ",".join({j["job_id"] for j in jobs})  # told to stop, the idle pilots leave the queue
+        wait_for(lambda: not subprocess.run(["squeue", "-h", "-j", ids], capture_output=True, text=True).stdout,
+                 "the pilots to leave the queue", timeout=60)
+        shown = sweep("status", spec, "--results-dir", results)  # finished there, not 'queued' or 'running'
+        assert shown.returncode == 0 and "queued" not in shown.stdout and "running" not in shown.stdout, shown.stdout
 
 
 @pytest.mark.slow
@@ -137,15 +145,22 @@ def test_search_in_an_rdb_storage(write_spec, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_cancelled_search_resumes_its_running_points_on_a_rerun(write_spec, tmp_path):
-    """``cancel`` stops a local search mid-trial (exit 3); the rerun asks the interrupted points
-    again first, their trials resume from their last epoch, and the study ends with n_trials."""
-    spec = dict(SEARCH, name="cancelsearch", train=dict(SEARCH["train"], epochs=30),
+@pytest.mark.parametrize("backend", ["local", "slurm"])
+def test_a_cancelled_search_resumes_its_running_points_on_a_rerun(backend, request, write_spec, tmp_path):
+    """``cancel`` stops a search mid-trial (exit 3): local workers, or SLURM pilot jobs; the rerun
+    asks the interrupted points again first, their trials resume from their last epoch, and the
+    study ends with n_trials."""
+    spec = dict(SEARCH, name="cancelsearch", train=dict(SEARCH["train"], epochs=60),
                 data=dict(SEARCH["data"], train_videos=48, size=32),
                 search={"n_trials": 4, "sampler": "random", "pruner": "none", "seed": 0,
                         "space": {"train.lr": {"low": 0.001, "high": 0.1, "log": True}}})
     spec, results = write_spec(spec), tmp_path / "r"
-    args = [str(spec), "--results-dir", str(results), "--workers", "2"]
+    args = [str(spec), "--results-dir", str(results)]
+    if backend == "slurm":
+        request.getfixturevalue("slurm_cluster")
+        args += ["--backend", "slurm", "--wait", "--max-running", "2"]
+    else:
+        args += ["--workers", "2"]
     cancel_once_an_epoch_is_done(args)
     stopped = {p.parent.name for p in results.glob("runs/*/cancelled")}
     begun = {p.stem for p in results.glob("epochs/*.parquet")} & stopped
@@ -154,7 +169,7 @@ def test_a_cancelled_search_resumes_its_running_points_on_a_rerun(write_spec, tm
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "4 complete" in rerun.stdout and "fail" not in rerun.stdout.split("optuna study", 1)[1].splitlines()[0]
     df = pd.read_parquet(results / "trials")
-    assert len(df) == 4 and df.id.is_unique and (df.status == "completed").all() and (df.epochs_done == 30).all()
+    assert len(df) == 4 and df.id.is_unique and (df.status == "completed").all() and (df.epochs_done == 60).all()
     assert stopped <= set(df.id)  # the interrupted points were asked again, not replaced by new ones
     for tid in begun:
         assert "resuming after epoch" in (results / "runs" / tid / "log.txt").read_text()

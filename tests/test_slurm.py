@@ -66,7 +66,7 @@ def test_submit_returns_at_once_then_cancel_and_rerun(slurm_cluster, write_spec,
     assert "4 queued, 0 to run" in again.stdout, again.stdout
     wait_for(lambda: (results / "runs").is_dir() and any((results / "runs").iterdir()), "the first trial to start")
     cancel = sweep("cancel", spec, "--results-dir", results)  # the first trial is running, three are queued
-    assert cancel.returncode == 0 and "cancelled SLURM array job" in cancel.stdout
+    assert cancel.returncode == 0 and "cancelled SLURM job" in cancel.stdout
     # the running task passes through COMPLETING while SLURM kills it
     wait_for(lambda: "4 cancelled" in sweep("status", spec, "--results-dir", results).stdout, "4 cancelled trials",
              timeout=60, every=0.5)

@@ -62,7 +62,7 @@ def test_25_trials_go_out_as_3_arrays_seen_by_status_cancel_and_reruns(array_lim
 
     cancel = sweep("cancel", spec, "--results-dir", results)
     assert cancel.returncode == 0, cancel.stderr
-    named = re.search(r"cancelled SLURM array job\(s\) ([\d, ]+)", cancel.stdout).group(1).split(", ")
+    named = re.search(r"cancelled SLURM job\(s\) ([\d, ]+)", cancel.stdout).group(1).split(", ")
     assert set(named) == set(arrays), cancel.stdout  # all three arrays had trials queued
 
     def ended() -> bool:

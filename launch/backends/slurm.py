@@ -7,9 +7,10 @@ user's association's ``MaxSubmitJobs``, ``slurm.max_queued``: ``slurm_queue``); 
 rest are held and submitted as earlier jobs drain (``wait``) or by a rerun. At most
 ``slurm.max_running`` of them run at once (the array's ``%N``). A submission sbatch
 refuses raises ``SubmissionRefused`` with what it said and what to change. With
-``wait`` a search's points go out as single jobs the moment a slot frees (``submit``,
-``wait``, ``cancel``: submitit's jobs and their rate-limited watcher). Each job runs
-one trial through ``launch.runner.execute`` and records it in the store (a shared
+``wait`` a search's points go, the moment a slot frees (``submit``, ``wait``, ``cancel``),
+to at most ``slurm.max_running`` pilot jobs that run one trial after another
+(``slurm_pilots``: a fresh job per point left its slot idle for its start-up). Every
+trial runs through ``launch.runner.execute`` and records itself in the store (a shared
 filesystem). A task that is preempted or reaches its time limit is requeued by
 submitit (``Checkpointable``); whether requeued that way or by ``scontrol requeue``,
 the trial resumes from its own last epoch checkpoint. Every submission is remembered
@@ -39,6 +40,7 @@ from prernn.settings import setting
 
 from ..jobs import WorkerDied
 from .base import Backend, Events, Held, Job
+from .slurm_pilots import Assignment, Pilots, pilot_task
 from .slurm_queue import ACTIVE, Limits, SubmissionRefused, Watch, cluster_limits, refusal, trial_states
 
 log = logging.getLogger(__name__)
@@ -107,7 +109,7 @@ class SlurmBackend(Backend):
         self.slots, self.ends_trials = options.max_running, options.wait
         # with --wait a search's points go out one job each as slots free; a grid still goes out as arrays
         self.asynchronous = options.wait
-        self._jobs: dict = {}  # submitit job -> our Job, while it runs
+        self._pilots: Pilots | None = None  # a search's pilot jobs (``submit``)
 
     @classmethod
     def from_spec(cls, spec, options: dict) -> "SlurmBackend":
@@ -125,7 +127,7 @@ class SlurmBackend(Backend):
             return ""
         subprocess.run(["scancel", *jobs], check=True)
         arrays = sorted({job.split("_")[0] for job in jobs}, key=int)
-        return f"SLURM array job(s) {', '.join(arrays)}"
+        return f"SLURM job(s) {', '.join(arrays)}"
 
     def run(self, jobs: list[Job], events: Events) -> bool:
         """Submit the jobs as arrays the cluster accepts, as many as its queue has room for; the
@@ -147,42 +149,54 @@ class SlurmBackend(Backend):
         self._follow(root, jobs, held, limits, events)
         return True
 
-    # one job per trial, as slots free (a search's points): submitit's jobs and its rate-limited watcher
+    # a search's points, one at a time as slots free: each handed to an idle pilot job (``slurm_pilots``)
 
-    def submit(self, job: Job):
-        root = Path(job.store_root)
-        executor = self._executor(root)
-        try:
-            handle = executor.submit(_checkpointable()(), job, self.threads)
-        except _failed() as e:
-            raise SubmissionRefused(refusal(str(e), 1, cluster_limits(self.options))) from None
-        self._remember(root, [job], [handle.job_id])
-        self._jobs[handle] = job
-        return handle
+    def submit(self, job: Job) -> Assignment:
+        if self._pilots is None:
+            root = Path(job.store_root)
+            self._pilots = Pilots(root, lambda folder: self._start_pilot(root, folder),
+                                  lambda j, job_id, pilot: self._remember(root, [j], [job_id], pilot=pilot),
+                                  self.resources.timeout_min * 60)
+        return self._pilots.submit(job)
 
     def wait(self, handles, timeout: float | None = None) -> set:
-        """A job is done once its result file is there (submitit reads it at once) or sacct says it
-        ended (submitit asks at 0, 2, 4, 8 ... s after a submission, then at least every 10 min)."""
+        """A job has ended once its pilot says so, or its pilot's SLURM job has ended (submitit's
+        watcher: its result file, or sacct at 0, 2, 4, 8 ... s after a submission)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            done = {h for h in handles if h.done()}
+            done = {h for h in handles if self._pilots.done(h)}
             if done or (deadline is not None and time.monotonic() >= deadline):
                 return done
             time.sleep(JOB_POLL_SECONDS)
 
-    def outcome(self, handle) -> str:
-        job = self._jobs.pop(handle)
-        status = job.store.status(job.trial_id)
+    def outcome(self, handle: Assignment) -> str:
+        said = self._pilots.said(handle)
+        status = handle.job.store.status(handle.job.trial_id)
         if status is not None:
             return status
-        state = handle.watcher.get_state(handle.job_id, mode="force")
+        slurm_job = handle.pilot.job
+        if said is not None:
+            raise WorkerDied(f"SLURM job {slurm_job.job_id} failed running the trial: {said['error']}")
+        state = slurm_job.watcher.get_state(slurm_job.job_id, mode="force")
         if state.upper().startswith("CANCELLED"):  # scancel: not recorded, a rerun resumes it
             return "cancelled"
-        raise WorkerDied(f"SLURM job {handle.job_id} ended {state} without recording its trial")
+        raise WorkerDied(f"SLURM job {slurm_job.job_id} ended {state} without recording its trial")
 
-    def cancel(self, handle) -> None:
-        self._jobs.pop(handle, None)
-        handle.cancel(check=False)
+    def cancel(self, handle: Assignment) -> None:
+        self._pilots.cancel(handle)
+
+    def close(self) -> None:
+        if self._pilots is not None:
+            self._pilots.close()
+            self._pilots = None
+
+    def _start_pilot(self, root: Path, folder: Path):
+        try:
+            pilot = self._executor(root).submit(pilot_task()(), str(folder), self.threads)
+        except _failed() as e:
+            raise SubmissionRefused(refusal(str(e), 1, cluster_limits(self.options))) from None
+        log.info(f"started SLURM job {pilot.job_id} to run trials one after another (a pilot)")
+        return pilot
 
     def _executor(self, root: Path):
         import submitit
@@ -191,15 +205,19 @@ class SlurmBackend(Backend):
         executor.update_parameters(**sbatch_parameters(self.resources, self.options, f"prernn-{self.sweep}"))
         return executor
 
-    def _remember(self, root: Path, jobs: list[Job], job_ids: list[str]) -> dict:
-        """A submission's record (``submissions``), written before anything else can ask about its trials."""
+    def _remember(self, root: Path, jobs: list[Job], job_ids: list[str], pilot: str | None = None) -> dict:
+        """A submission's record (``submissions``), written before anything else can ask about its
+        trials; a pilot's one per trial handed to it."""
         job_id = job_ids[0].split("_")[0]
         # a one-task array is a plain job ("28"), others are "<id>_<index>": keep submitit's own ids
         record = {"job_id": job_id, "trials": [j.trial_id for j in jobs], "jobs": job_ids,
                   "submitted_at": time.time(), "folder": str(root / "slurm" / "logs")}
-        tmp = root / "slurm" / f".{job_id}.json.tmp"
+        name = job_id
+        if pilot is not None:
+            record["pilot"], name = pilot, f"{job_id}-{jobs[0].trial_id}"
+        tmp = root / "slurm" / f".{name}.json.tmp"
         tmp.write_text(json.dumps(record))
-        os.replace(tmp, root / "slurm" / f"{job_id}.json")
+        os.replace(tmp, root / "slurm" / f"{name}.json")
         return record
 
     def _submit_what_fits(self, root: Path, queue: list[Job], limits: "Limits") -> tuple[list[Job], str]:

@@ -47,8 +47,10 @@ def job_states(job_ids: list[str]) -> dict[str, str]:
 
 
 def trial_states(store_root: Path) -> dict[str, tuple[str, str]]:
-    """trial id -> (SLURM state, job id) of its latest submission."""
+    """trial id -> (SLURM state, job id) of its latest submission; a trial a pilot job has
+    finished is COMPLETED there, whatever the pilot does next."""
     subs = submissions(store_root)
+    pilots = Path(store_root) / "slurm" / "pilots"
     states = job_states([s["job_id"] for s in subs])
     out = {}
     for s in sorted(subs, key=lambda s: s["submitted_at"]):  # later submissions win
@@ -56,6 +58,8 @@ def trial_states(store_root: Path) -> dict[str, tuple[str, str]]:
             # a task without a line of its own: sacct lists an array's cancelled unstarted tasks
             # under the bare array id ('170|CANCELLED by 0') as often as under '170_[1-3]'
             out[tid] = (states.get(job) or states.get(job.split("_")[0], "UNKNOWN"), job)
+            if "pilot" in s and (pilots / s["pilot"] / f"{tid}.done").exists():
+                out[tid] = ("COMPLETED", job)
     return out
 
 
