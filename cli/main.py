@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             except SpecError as e:
                 for problem in e.problems:
                     print(f"warning: a real run would stop here: {problem}", file=sys.stderr)
-            return run.dry_run(spec, trials, console)
+            return run.dry_run(spec, trials, backend, console)
         run.check_inputs(spec, trials, results, args.backend)
     except SpecError as e:
         for problem in e.problems:

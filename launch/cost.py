@@ -3,7 +3,11 @@
 Parameters are counted on the meta device (no weights allocated); training FLOPs
 by torch's FlopCounterMode there too (forward of one sequence, x3 for forward +
 backward, x sequences x epochs, plus evaluation), summed over a task's streams;
-memory is weights + gradients + SGD momentum in fp32 (activations excluded).
+memory is weights + gradients + SGD momentum in fp32 (activations excluded). Disk is
+what a trial leaves in the store's run directory: while it trains, its checkpoint
+(weights and momentum, 8 bytes a parameter) twice over as it is rewritten atomically,
+plus the weights ``train.keep: best`` keeps (4 bytes a parameter); once it has ended,
+only the kept weights (none, last or best: 0 or 4 bytes a parameter).
 """
 
 from __future__ import annotations
@@ -51,5 +55,16 @@ def estimate(config: TrialConfig) -> dict:
             flops += passes * fwd * (3 * d.train_videos + d.test_videos)
         else:
             flops = None  # "every video": unknown until the dataset is read
+    kept = 0 if config.train.keep == "none" else params * 4
     return {"parameters": params, "train_tflop": None if flops is None else flops / 1e12,
-            "memory_gb": params * 4 * 3 / 2**30}
+            "memory_gb": params * 4 * 3 / 2**30,
+            "disk_peak_gb": (2 * params * 8 + (kept if config.train.keep == "best" else 0)) / 2**30,
+            "disk_end_gb": kept / 2**30}
+
+
+def disk(costs: list[dict], slots: int) -> tuple[float, float]:
+    """A sweep's disk at its peak (every trial's kept weights, and the ``slots`` largest
+    checkpoints training at once: an upper bound) and in the end, in GB."""
+    end = sum(c["disk_end_gb"] for c in costs)
+    training = sorted((c["disk_peak_gb"] - c["disk_end_gb"] for c in costs), reverse=True)
+    return end + sum(training[:slots]), end

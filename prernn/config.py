@@ -128,6 +128,10 @@ class TrainConfig(Section):
                          "10-bit mantissa); false: IEEE fp32, several times slower")
     deterministic: bool = setting(False, before=False, doc="CUDA: deterministic cuDNN algorithms, no autotuning: "
                                   "the same numbers on every run on one GPU model (slower)")
+    keep: Literal["none", "last", "best"] = setting(
+        "none", identifying=False, doc="weights kept once the trial has ended (runs/<id>/weights.pt): none (its "
+        "checkpoint is deleted), last, or best (the epoch with the best primary metric, on the split the trial "
+        "evaluates). Not part of a trial's identity")
     compile: bool = setting(True, identifying=False, doc="CUDA: the linear PreRNN time loop through torch.compile "
                             "(fused gate kernels; falls back to the plain loop where it cannot compile). Not "
                             "part of a trial's identity: it changes how the loop runs, not what it computes")
