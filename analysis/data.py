@@ -52,12 +52,12 @@ class SweepData:
 
 def load_trials(sweep_dir: str | Path, task: str) -> pd.DataFrame:
     """The store's trials table (one row per recorded trial), in the store's schema."""
-    return Store(sweep_dir, task).trials().to_pandas()
+    return Store(sweep_dir, task).require().trials().to_pandas()
 
 
 def load_epochs(sweep_dir: str | Path, task: str) -> pd.DataFrame:
     """The store's per-epoch table (one row per finished epoch of each trial)."""
-    return Store(sweep_dir, task).epochs().to_pandas()
+    return Store(sweep_dir, task).require().epochs().to_pandas()
 
 
 def load(sweep_dir: str | Path, task: str, expected, profile: str | None = None) -> SweepData:
@@ -66,7 +66,7 @@ def load(sweep_dir: str | Path, task: str, expected, profile: str | None = None)
     each of its trials without one (config columns from the expected config), and why the
     store's other rows were left out (``profile``: the plan's, to name another one)."""
     expected = list(expected)
-    store = Store(sweep_dir, task)
+    store = Store(sweep_dir, task).require()  # NoStore: a mistyped path is not a sweep with nothing run
     df = store.trials().to_pandas()
     seeding = store.seeding(plan_id(t.id for t in expected))
     arms = {t.id: arm_id(t.config) for t in expected} | (seeding or {}).get("trials", {})

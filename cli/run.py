@@ -60,15 +60,16 @@ def device_problems(spec, trials, backend: str) -> list[str]:
     return problems
 
 
-def dry_run(spec, trials, console: Console) -> int:
-    from launch.cost import estimate
+def dry_run(spec, trials, backend, console: Console) -> int:
+    from launch.cost import disk, estimate
 
     table = Table(title=f"{spec.name} [{spec.profile} profile]: {len(trials)} trials (dry run: nothing runs, nothing is written)")
     for col in ("id", "trial", "seed", "device", "precision", "parameters", "train TFLOP", "weights+grad+momentum GB"):
         table.add_column(col, justify="right" if col not in ("id", "trial", "device", "precision") else "left")
-    total = 0.0
+    total, costs = 0.0, []
     for t in trials:
         c = estimate(t.config)
+        costs.append(c)
         tflop = "? (all videos)" if c["train_tflop"] is None else f"{c['train_tflop']:.2f}"
         total += c["train_tflop"] or 0.0
         device = t.config.train.device + (f" ({spec.resources.gpus:g} GPU)" if spec.resources.gpus else "")
@@ -79,12 +80,26 @@ def dry_run(spec, trials, console: Console) -> int:
         console.print("training compute: depends on the number of videos found in data.root")
     else:
         console.print(f"total training compute: {total:.1f} TFLOP")
+    if costs:
+        peak, end = disk(costs, backend.slots)
+        keeps = sorted({t.config.train.keep for t in trials})
+        console.print(f"disk in the store: a trial at most "
+                      f"{_gb(max(c['disk_peak_gb'] for c in costs))} while it trains and "
+                      f"{_gb(max(c['disk_end_gb'] for c in costs))} once ended (train.keep: {', '.join(keeps)}); "
+                      f"the sweep at most {_gb(peak)} ({backend.slots} trial{'s' * (backend.slots != 1)} at once "
+                      f"on {backend.name}) and "
+                      f"{_gb(end)} in the end")
     return 0
+
+
+def _gb(gb: float) -> str:
+    return "0 GB" if gb == 0 else f"{gb:.2f} GB" if gb >= 0.01 else f"{gb * 1024:.1f} MB"
 
 
 def run(spec, trials, results: Path, backend, args, console: Console) -> int:
     """Run the sweep (``launch.launcher.Launcher``) and print what it did: 0 every trial completed,
-    1 some failed, 2 it could not start (nothing of it is left behind), 3 cancelled on request."""
+    1 some failed, 2 it could not start (nothing of it is left behind), 3 cancelled on request, or
+    stopped by a full or read-only disk after trials had started."""
     from launch.launcher import Launcher, Refused
 
     from . import show
@@ -126,6 +141,16 @@ def run(spec, trials, results: Path, backend, args, console: Console) -> int:
     except (Refused, BackendRefused) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        from launch.runner import disk_fault
+
+        if not disk_fault(e):
+            raise
+        began = any((results / "runs").glob("*")) if results.is_dir() else False
+        print(f"error: cannot write {e.filename or results}: {e.strerror}; free space (or fix the filesystem), "
+              "then rerun the same command: recorded trials stay, the others resume from their last checkpoint"
+              + (" (trials had started: exit 3)" if began else ""), file=sys.stderr)
+        return 3 if began else 2
 
 
 def cancelled(launcher, console: Console) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from records import GOOD, Status, Store
+from records import GOOD, NoStore, Status, Store, is_store
 
 
 def outcome(spec, trials, store: Store, console: Console, notes: list[str] = ()) -> int:
@@ -114,6 +114,17 @@ def status(spec, trials, results: Path, lost_after: float, console: Console) -> 
     from prernn.tasks import TASKS
 
     store = Store(results, spec.task)
+    if not is_store(results):
+        from launch.launcher import LAUNCHER_FILE
+
+        if (results / LAUNCHER_FILE).exists():  # it has not made the store yet (pre-training)
+            console.print(f"{spec.name}: a launcher is starting in {results}; {len(trials)} trials pending")
+            return 0
+        try:
+            store.require()
+        except NoStore as e:
+            print(f"error: {e} ({len(trials)} trials planned: run the sweep first)", file=sys.stderr)
+            return 2
     data = load(results, spec.task, trials, spec.profile)
     queued = held(spec, results)
     metric = TASKS[spec.task].primary
@@ -175,7 +186,13 @@ def report(spec, trials, results: Path, output: Path | None, console: Console) -
     if not (results / "trials").is_dir():
         print(f"error: no results in {results} (run the sweep first, or pass --results-dir)", file=sys.stderr)
         return 2
-    out = write(spec, trials, results, output or results / "report.html")
+    target = output or results / "report.html"
+    try:
+        out = write(spec, trials, results, target)
+    except OSError as e:
+        print(f"error: cannot write the report to {target}: {e.strerror or e}; give --output a writable path",
+              file=sys.stderr)
+        return 2
     console.print(f"{spec.name}: report written to {out}")
     return 0
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from records import BAD, Status, Store, git_commit
+from records import BAD, Status, Store, git_commit, is_store
 
 from .backends.base import Running
 from .jobs import Events, Job
@@ -93,8 +93,16 @@ class Launcher:
     def __enter__(self) -> "Launcher":
         root = self.store.root
         self.created = not root.exists()
-        root.mkdir(parents=True, exist_ok=True)
-        self._lock = open(root / ".lock", "w")
+        if not self.created and not is_store(root) and (other := sorted(p.name for p in root.iterdir()
+                                                                         if not p.name.startswith("."))):
+            raise Refused(f"{root} is not a sweep's store: it holds other files ({', '.join(other[:3])}"
+                          f"{', ...' if len(other) > 3 else ''}); give --results-dir a new or empty directory")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            self._lock = open(root / ".lock", "w")
+        except OSError as e:  # read-only, no permission, a file in the way
+            raise Refused(f"cannot write the results directory {root}: {e.strerror or e}; give --results-dir a "
+                          "writable directory") from None
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

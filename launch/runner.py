@@ -7,6 +7,7 @@ NaN/inf loss as ``diverged``, with the error, so the rest of the sweep goes on.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
@@ -19,7 +20,7 @@ import torch
 
 from prernn.config import TrialConfig
 from prernn.train.device import DeviceUnavailable, Placement
-from prernn.trial import Diverged, run_trial
+from prernn.trial import Diverged, keep_weights, release, run_trial
 from records import Outcome, Status, trial_row
 
 from .jobs import Job, Pruned
@@ -111,14 +112,28 @@ def execute(job: Job, report=None) -> Status:
     except Diverged as e:
         outcome = Outcome(Status.DIVERGED, f"Diverged: {e}", history, **where)
     except Exception as e:  # noqa: BLE001  - any trial error is recorded, not raised
+        if disk_fault(e):  # the store's disk, not the trial: nothing is recorded, a rerun resumes it
+            raise
         outcome = Outcome(Status.FAILED, f"{type(e).__name__}: {e}", history, **where)
         log(traceback.format_exc())
-    log(f"{outcome.status}" + (f": {outcome.error}" if outcome.error else ""))
-    log_file.close()
     outcome.started_at = started
     outcome.wall_seconds, outcome.cpu_seconds = time.monotonic() - wall, time.process_time() - cpu
+    ended = outcome.status in (Status.COMPLETED, Status.PRUNED, Status.DIVERGED)  # a failed one may resume
+    if ended:
+        keep_weights(job.config, run_dir)  # before its row: a recorded trial has the weights it keeps
     store.write_trial(trial_row(trial_id, job.config, meta, outcome))
+    if ended:
+        release(run_dir)  # after its row: killed before it, the trial still resumes
+    # after its row too: a log's "completed" is a recorded completion (killed before the row, the
+    # trial reruns from its last checkpoint and completes once)
+    log(f"{outcome.status}" + (f": {outcome.error}" if outcome.error else ""))
+    log_file.close()
     return outcome.status
+
+
+def disk_fault(e: BaseException) -> bool:
+    """A full disk or quota, or a filesystem gone read-only: the launcher stops and says so."""
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def record_stopped(job: Job, status: Status, error: str | None = None) -> None:
@@ -134,7 +149,12 @@ def record_stopped(job: Job, status: Status, error: str | None = None) -> None:
         import pyarrow.parquet as pq
 
         history = pq.read_table(path).to_pylist()
+    run_dir = store.run_dir(job.trial_id)
+    if status == Status.PRUNED:  # ended (ASHA stopped it): as ``execute`` does
+        keep_weights(job.config, run_dir)
     store.write_trial(trial_row(job.trial_id, job.config, job.meta, Outcome.stopped(status, history, error=error)))
+    if status == Status.PRUNED:
+        release(run_dir)
 
 
 def ensure_pretrained(configs: list[TrialConfig], log=print) -> None:

@@ -9,16 +9,21 @@ split, appends a row of metrics to the history and atomically rewrites
 rerun with the same ``run_dir`` resumes after the last finished epoch - on this
 device or another (checkpoints are mapped to where the trial runs now) - and ends
 with the same numbers as an uninterrupted run on the same device (randomness is
-re-seeded from (seed, epoch)). A NaN/inf loss or metric raises ``Diverged``.
+re-seeded from (seed, epoch)). A NaN/inf loss or metric raises ``Diverged``. Once the
+trial has ended and is recorded, the launcher deletes its checkpoint (``release``); the
+weights ``train.keep`` asks for (last or best epoch) stay in ``run_dir/weights.pt`` (ours:
+the paper keeps no weights; a paper-profile checkpoint with momentum is 2-7.5 GB).
 Two-stream tasks (action) train one network per stream in the same trial and
 report the fused metrics.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +44,10 @@ from .train.pretrain import cached_pretrained, stream_backbone
 from .train.reference import run_reference
 from .train.recipes import SCHEDULES, make_optimizer, step_schedule
 
-__all__ = ["Diverged", "build_network", "run_trial"]
+__all__ = ["Diverged", "build_network", "keep_weights", "release", "run_trial"]
 
 CHECKPOINT = "checkpoint.pt"
+WEIGHTS = "weights.pt"  # train.keep: last or best, once the trial has ended
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -124,8 +130,18 @@ def load_split(cfg: TrialConfig, split: str):
 
 def _save_atomic(obj, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:  # Python's open: a read-only or forbidden directory is an OSError
+            try:
+                torch.save(obj, f)
+            except RuntimeError as e:  # torch's zip writer says "unexpected pos" when the disk fills
+                if shutil.disk_usage(tmp.parent).free < 2**20:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
+                raise
+        os.replace(tmp, path)
+    except BaseException:  # leave the last whole checkpoint and no partial one
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @dataclass
@@ -271,6 +287,33 @@ def total_epochs(cfg: TrialConfig | dict) -> int:
     return _typed(cfg).total_epochs
 
 
+def _keep_if_best(cfg: TrialConfig, streams: list[Stream], history: list[dict], run_dir: Path) -> None:
+    """train.keep: best - the networks' weights whenever the last epoch's primary metric beats
+    every earlier one (ties keep the earlier epoch; an epoch not evaluated never wins)."""
+    task = TASKS[cfg.task]
+    if cfg.train.keep != "best" or math.isnan(value := history[-1][task.primary]):
+        return
+    earlier = [r[task.primary] for r in history[:-1] if not math.isnan(r[task.primary])]
+    if all(value < v if task.mode == "min" else value > v for v in earlier):
+        _save_atomic({"epoch": history[-1]["epoch"], task.primary: value,
+                      "streams": {s.name: s.net.state_dict() for s in streams}}, run_dir / WEIGHTS)
+
+
+def keep_weights(cfg: TrialConfig | dict, run_dir: str | Path) -> None:
+    """An ended trial's weights as ``train.keep`` says (``last``: its last epoch's, from the
+    checkpoint; ``best``: written as it trained); then call ``release`` once it is recorded."""
+    cfg, ckpt = _typed(cfg), Path(run_dir) / CHECKPOINT
+    if cfg.train.keep == "last" and ckpt.is_file():
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        _save_atomic({"epoch": state["history"][-1]["epoch"],
+                      "streams": {name: s["model"] for name, s in state["streams"].items()}}, Path(run_dir) / WEIGHTS)
+
+
+def release(run_dir: str | Path) -> None:
+    """Delete an ended trial's checkpoint (its optimiser state: 2-7.5 GB for a paper-profile network)."""
+    (Path(run_dir) / CHECKPOINT).unlink(missing_ok=True)
+
+
 def run_trial(cfg: TrialConfig | dict, run_dir: str | Path, on_epoch: Callable[[dict, list[dict]], None] | None = None,
               log: Callable[[str], None] = print, place: Placement | None = None) -> dict:
     """Train ``cfg`` to its last epoch (resuming from ``run_dir``); return
@@ -337,6 +380,7 @@ def run_trial(cfg: TrialConfig | dict, run_dir: str | Path, on_epoch: Callable[[
                "epoch_seconds": time.monotonic() - start}
         history.append(row)
         _save_atomic({"streams": {s.name: s.state() for s in streams}, "history": history}, ckpt)
+        _keep_if_best(cfg, streams, history, run_dir)
         if on_epoch:
             on_epoch(row, history)
     if not history:
@@ -344,6 +388,7 @@ def run_trial(cfg: TrialConfig | dict, run_dir: str | Path, on_epoch: Callable[[
     if math.isnan(history[-1][task.primary]):  # stopped early between two evaluations: measure the last epoch
         history[-1].update(evaluate(streams, streams, preds, task, place))
         _save_atomic({"streams": {s.name: s.state() for s in streams}, "history": history}, ckpt)
+        _keep_if_best(cfg, streams, history, run_dir)
         if on_epoch:
             on_epoch(history[-1], history)
     return {"metrics": cfg.final_metrics(history[-1]), "history": history, "parameters": parameters,

@@ -14,7 +14,7 @@ from .ids import arm_id, plan_id, trial_id
 from .paper import PAPER_TABLES
 from .rows import Outcome, git_commit, hardware, trial_row
 from .status import BAD, GOOD, Status
-from .store import Store, flatten
+from .store import NoStore, Store, flatten, is_store
 
-__all__ = ["BAD", "GOOD", "PAPER_TABLES", "Outcome", "Status", "Store", "arm_id", "flatten", "git_commit", "hardware",
-           "plan_id", "trial_id", "trial_row"]
+__all__ = ["BAD", "GOOD", "PAPER_TABLES", "NoStore", "Outcome", "Status", "Store", "arm_id", "flatten", "git_commit",
+           "hardware", "is_store", "plan_id", "trial_id", "trial_row"]

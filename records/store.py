@@ -3,7 +3,8 @@
     <root>/spec.yaml              the resolved spec the sweep last ran with
     <root>/trials/<id>.parquet    one row per trial: config (flattened), status, metrics, provenance
     <root>/epochs/<id>.parquet    one row per finished epoch of that trial
-    <root>/runs/<id>/             checkpoint.pt and log.txt of a trial (resume state)
+    <root>/runs/<id>/             log.txt of a trial; checkpoint.pt until it has ended (resume state);
+                                  weights.pt if train.keep asks for it
     <root>/seeding/<plan>.json    the seeds ``--until-decided`` added to a plan (``records.plan_id``):
                                   its trials are the plan's too, and its claims were tested sequentially
 
@@ -136,6 +137,17 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
+class NoStore(FileNotFoundError):
+    """A path that holds no sweep's store: mistyped, or the sweep never ran there."""
+
+
+STORE_ENTRIES = ("spec.yaml", "trials", "epochs", "runs")  # what a launch writes first (``create``)
+
+
+def is_store(root: str | Path) -> bool:
+    return any((Path(root) / name).exists() for name in STORE_ENTRIES)
+
+
 class Store:
     def __init__(self, root: str | Path, task: str):
         self.root = Path(root)
@@ -153,6 +165,14 @@ class Store:
 
     def run_dir(self, trial_id: str) -> Path:
         return self.root / "runs" / trial_id
+
+    def require(self) -> "Store":
+        """This store, or ``NoStore`` naming the path when nothing of a sweep is there."""
+        if not is_store(self.root):
+            where = "does not exist" if not self.root.exists() else "holds no spec.yaml, trials/ or epochs/"
+            raise NoStore(f"{self.root} {where}: no sweep's store is there; check the path (a sweep's "
+                          "store is the --results-dir it ran with, by default results/<spec name>/<profile>)")
+        return self
 
     def create(self) -> None:
         for d in (self.trials_dir, self.epochs_dir, self.root / "runs"):

@@ -65,8 +65,9 @@ def test_dry_run_and_status(write_spec, tmp_path):
     dry = sweep(spec, "--results-dir", results, "--dry-run")
     assert dry.returncode == 0 and "5 trials" in dry.stdout and "gru traditional h=8" in dry.stdout
     assert not results.exists()
-    st = sweep("status", spec, "--results-dir", results)
-    assert st.returncode == 0 and "5 pending" in st.stdout and not results.exists()
+    st = sweep("status", spec, "--results-dir", results)  # nothing ran there: a mistyped path looks the same
+    assert st.returncode == 2 and f"{results} does not exist" in st.stderr and "5 trials planned" in st.stderr
+    assert not results.exists()
     sweep(spec, "--results-dir", results, "--set", "grid=[{model: prernn, cell: lstm}]")
     st = sweep("status", spec, "--results-dir", results)
     assert "1 completed, 4 pending" in st.stdout
