@@ -110,7 +110,7 @@ def how_not_what() -> set[tuple]:
 
 
 def test_the_id_changes_when_any_resolved_field_changes():
-    assert how_not_what() == {("data", "workers"), ("data", "cache_dir"), ("train", "compile")}
+    assert how_not_what() == {("data", "workers"), ("data", "cache_dir"), ("train", "compile"), ("train", "keep")}
     for t in expand(table1())[::7] + expand(table1("paper"))[::7]:  # traditional and PreRNN trials
         config = t.config.to_dict()
         paths = leaf_paths(config) - how_not_what()

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from launch.backends import create
-from launch.backends.slurm_pilots import Pilots, serve
+from launch.backends.slurm_pilots import Pilots, decode, encode, serve
 from launch.expand import expand
 from launch.launcher import Launcher
 from launch.spec import load_spec
@@ -89,10 +89,8 @@ def test_a_requeued_pilot_resumes_the_job_it_had_claimed_first(toy_jobs, tmp_pat
     jobs, root = toy_jobs
     folder = root / "slurm/pilots/p"
     folder.mkdir(parents=True)
-    import pickle
-
-    (folder / f"{jobs[0].trial_id}.run").write_bytes(pickle.dumps(jobs[0]))  # claimed before the requeue
-    (folder / f"{jobs[1].trial_id}.job").write_bytes(pickle.dumps(jobs[1]))
+    (folder / f"{jobs[0].trial_id}.run").write_bytes(encode(jobs[0]))  # claimed before the requeue
+    (folder / f"{jobs[1].trial_id}.job").write_bytes(encode(jobs[1]))
     (folder / "stop").touch()  # served first, then stops
     assert serve(folder, 1) == 2
     done = sorted(p.name for p in folder.glob("*.done"))
@@ -161,3 +159,17 @@ def test_a_cancelled_trial_stops_at_once_its_pilot_killed(write_spec, tmp_path):
             started[0].process.kill()
         assert not a.done_file.exists() and not launcher.store.recorded(trial.id)
         assert (launcher.store.run_dir(trial.id) / "checkpoint.pt").exists()  # a rerun resumes it
+
+
+def test_a_job_travels_as_json_with_its_study_reporter(toy_jobs):
+    """Nothing a pilot reads from the store is unpickled: a job and its search reporter are fields."""
+    from dataclasses import replace
+
+    from launch.search import StudyReporter
+
+    jobs, root = toy_jobs
+    reporter = StudyReporter(str(root), None, "s", 3, "median", "test_loss", 4)
+    job = decode(encode(replace(jobs[0], report=reporter)))
+    assert job == replace(jobs[0], report=job.report) and vars(job.report) == vars(reporter)
+    with pytest.raises(TypeError, match="StudyReporter"):
+        encode(replace(jobs[0], report=print))

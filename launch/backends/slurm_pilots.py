@@ -7,7 +7,8 @@ node (BENCHMARKS.md, issue 27). So a search run with ``--wait`` keeps at most
 each point to an idle one through the shared filesystem, in the pilot's folder
 ``<store>/slurm/pilots/<name>/``:
 
-- the launcher writes ``<trial>.job`` (the pickled ``Job``, atomically);
+- the launcher writes ``<trial>.job`` (the ``Job`` as JSON, atomically: plain data, and a
+  search's ``StudyReporter`` by its fields; nothing in the store is unpickled);
 - the pilot claims it by renaming it ``<trial>.run``, runs ``launch.runner.execute`` and
   writes ``<trial>.done`` (its status, atomically) - the trial's row is in the store
   already, written by ``execute`` as on every backend;
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import signal
 import threading
 import time
@@ -42,6 +42,26 @@ from ..jobs import Job
 ORPHANED_AFTER = 60.0  # seconds an idle pilot waits on a silent launcher
 POLL_SECONDS = 0.1  # how often an idle pilot looks for a job
 BEAT_SECONDS = 5.0  # how often the launcher touches its heartbeat
+
+
+def encode(job: Job) -> bytes:
+    """A job as JSON: its fields, and its report (a search's ``StudyReporter``, or none) by its fields."""
+    from ..search import StudyReporter
+
+    if job.report is not None and not isinstance(job.report, StudyReporter):
+        raise TypeError(f"a pilot job takes a search's StudyReporter as a job's report, not {job.report!r}")
+    report = None if job.report is None else job.report.__getstate__()
+    return json.dumps({"trial_id": job.trial_id, "config": job.config, "store_root": job.store_root,
+                       "meta": job.meta, "report": report}).encode()
+
+
+def decode(data: bytes) -> Job:
+    from ..search import StudyReporter
+
+    fields = json.loads(data)
+    if (report := fields.pop("report")) is not None:
+        fields["report"] = StudyReporter(**{k: v for k, v in report.items() if not k.startswith("_")})
+    return Job(**fields)
 
 
 def _atomic(path: Path, data: bytes) -> None:
@@ -72,7 +92,7 @@ def serve(folder: Path, threads: int, orphaned_after: float = ORPHANED_AFTER) ->
             break
         if claimed:
             run = claimed[0]
-            job: Job = pickle.loads(run.read_bytes())
+            job = decode(run.read_bytes())
             running = threading.Event()
             threading.Thread(target=_killed_on, args=(run.with_suffix(".cancel"), running), daemon=True).start()
             try:
@@ -227,7 +247,7 @@ class Pilots:
 
     def _hand(self, a: Assignment) -> None:
         self.remember(a.job, a.pilot.job.job_id, a.pilot.folder.name)  # recorded before the pilot can run it
-        _atomic(a.file, pickle.dumps(a.job))
+        _atomic(a.file, encode(a.job))
         self.busy.add(a)
 
     def _old(self, pilot: Pilot) -> bool:
