@@ -186,7 +186,7 @@ def measure(name: str, precision: str, steps: int, warmup: int, size: int, devic
     ms = lambda v: round(v, 2)  # noqa: E731
     return {"network": name, "precision": precision, "batch": size, "steps_per_video": cfg.data.frames,
             "step_ms": ms(step_ms), "frames_per_s": round(frames / step_ms * 1e3, 1),
-            "flop_per_step": flop, "tflops": round(tflops, 3),
+            "flop_per_step": flop, "tflops": float(f"{tflops:.3g}"),  # 3 digits, never 0 on a slow CPU
             "peak_tflops": best, "of_peak": None if best is None else round(tflops / best, 3),
             "peak_gb": None if peak is None else round(peak, 2),
             "stem_ms": ms(stem_ms), "input_gemms_ms": ms(input_ms), "loop_ms": ms(recurrence_ms - input_ms),
